@@ -1,0 +1,130 @@
+"""The privacy engine: find every face, track it, redact it; fail closed.
+
+Detection is two detectors and a tracker:
+- a fast detector (BlazeFace) on every frame;
+- a strong detector (CenterFace, which finds faces down to a few pixels) every `strong_every`
+  frames — the *anchor* frames;
+- a tracker that keeps a face redacted for `hold_frames` after its last detection.
+
+Frames between two anchors are held back until the later anchor has been searched, and that
+anchor's faces are redacted in them too. So every frame is covered by a strong search at or
+before it *and* at or after it: a face that appears between anchors is still redacted from its
+first frame. The cost is a delay of at most `strong_every - 1` frames, and as many frames held.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from blur.detector import FaceDetector
+from blur.redact import face_region, pixelate, pixelate_frame
+from blur.tracker import FaceTracker, merge_overlapping
+from blur.types import Box, Detection, FrameReport
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("all",)
+
+
+@dataclass
+class _Pending:
+    index: int
+    image: np.ndarray
+    tag: Any
+    boxes: list[Box]
+    detected: int
+    fail_closed: bool
+
+
+class PrivacyEngine:
+    """Push frames in presentation order; get back redacted frames, in order, when they are safe.
+
+    `push(image, tag)` returns a list of `(image, tag, FrameReport)` ready to encode (possibly
+    empty: the frame is held until the next anchor); `flush()` returns the rest at end of stream.
+    Images are redacted in place.
+    """
+
+    def __init__(
+        self,
+        fast: FaceDetector,
+        strong: FaceDetector | None = None,
+        policy: str = "all",
+        strong_every: int = 3,
+        hold_frames: int = 15,
+    ):
+        if policy not in POLICIES:
+            raise ValueError(f"policy {policy!r} is not available yet; choose one of {', '.join(POLICIES)}")
+        self.policy = policy
+        self._fast = fast
+        self._strong = strong
+        self.strong_every = max(1, strong_every) if strong else 1
+        self._tracker = FaceTracker(hold_frames=hold_frames)
+        self._pending: deque[_Pending] = deque()
+        self._index = 0
+
+    @property
+    def max_held_frames(self) -> int:
+        """Frames the engine may hold at once (part of the pipeline's memory bound)."""
+        return self.strong_every
+
+    def push(self, image: np.ndarray, tag: Any = None) -> list[tuple[np.ndarray, Any, FrameReport]]:
+        index = self._index
+        self._index += 1
+        return self._search(index, image, tag, anchor=index % self.strong_every == 0)
+
+    def flush(self) -> list[tuple[np.ndarray, Any, FrameReport]]:
+        """End of stream: frames still held get a strong search of the last one as their anchor."""
+        if not self._pending:
+            return []
+        last = self._pending.pop()
+        self._index = last.index  # searched again, now as an anchor
+        return self._search(last.index, last.image, last.tag, anchor=True)
+
+    def _search(self, index: int, image: np.ndarray, tag: Any, anchor: bool):
+        height, width = image.shape[:2]
+        try:
+            found = self._fast.detect(image)
+            if anchor and self._strong is not None:
+                found = found + self._strong.detect(image)
+        except Exception:
+            log.exception("face detection failed on frame %d; redacting the whole frame", index)
+            self._pending.append(_Pending(index, image, tag, [], 0, fail_closed=True))
+            # A failed anchor cannot vouch for the frames held before it: redact them whole too.
+            return self._release(extra=[], whole=True) if anchor else []
+        found = merge_overlapping(found)
+        tracks = self._tracker.update(index, found, width, height)
+        boxes = [t.predicted(index, width, height) for t in tracks]
+        self._pending.append(_Pending(index, image, tag, boxes, len(found), fail_closed=False))
+        return self._release(extra=[d.box for d in found], whole=False) if anchor else []
+
+    def _release(self, extra: list[Box], whole: bool):
+        """Redact and hand out every held frame; `extra` faces (the anchor's) go into all of them."""
+        out = []
+        while self._pending:
+            p = self._pending.popleft()
+            height, width = p.image.shape[:2]
+            if p.fail_closed or whole:
+                pixelate_frame(p.image)
+                out.append((p.image, p.tag, FrameReport(p.detected, 0, fail_closed=True)))
+                continue
+            regions = _dedupe([face_region(b, width, height) for b in p.boxes + extra])
+            for region in regions:
+                pixelate(p.image, region)
+            out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=False)))
+        return out
+
+    def close(self) -> None:
+        self._fast.close()
+        if self._strong is not None:
+            self._strong.close()
+
+
+def _dedupe(boxes: list[Box]) -> list[Box]:
+    """A face held by its track and found again by the anchor is one region, not two."""
+    return [d.box for d in merge_overlapping([Detection(b, 1.0) for b in boxes])]
+

@@ -1,0 +1,108 @@
+"""Face tracks: detections linked over frames, so a face stays redacted when a detector blinks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blur.types import Box, Detection
+
+
+def iou(a: Box, b: Box) -> float:
+    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
+    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    inter = ix * iy
+    union = a.width * a.height + b.width * b.height - inter
+    return inter / union if union else 0.0
+
+
+def centre_distance(a: Box, b: Box) -> float:
+    """Distance between centres, in units of the larger box's width."""
+    dx = (a.x0 + a.x1 - b.x0 - b.x1) / 2
+    dy = (a.y0 + a.y1 - b.y0 - b.y1) / 2
+    return (dx * dx + dy * dy) ** 0.5 / max(a.width, b.width, 1)
+
+
+@dataclass
+class Track:
+    track_id: int
+    box: Box
+    first_seen: int
+    last_seen: int
+    hits: int = 1
+    vx: float = 0.0  # centre velocity, pixels per frame
+    vy: float = 0.0
+
+    def predicted(self, frame: int, width: int, height: int) -> Box:
+        """Where the face is expected at `frame`: moved by its velocity, grown while unseen."""
+        gap = frame - self.last_seen
+        if gap <= 0:
+            return self.box
+        dx, dy = self.vx * gap, self.vy * gap
+        grow = 0.1 * min(gap, 10)  # uncertainty grows with time since the last detection
+        b = self.box
+        moved = Box(int(b.x0 + dx), int(b.y0 + dy), int(b.x1 + dx), int(b.y1 + dy))
+        return moved.padded(grow, grow, grow, grow, width, height)
+
+
+def merge_overlapping(detections: list[Detection], min_iou: float = 0.3) -> list[Detection]:
+    """One detection per face when several detectors found it: the union box, the best score."""
+    merged: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        for i, kept in enumerate(merged):
+            if iou(det.box, kept.box) >= min_iou:
+                a, b = kept.box, det.box
+                merged[i] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1)), kept.score)
+                break
+        else:
+            merged.append(det)
+    return merged
+
+
+class FaceTracker:
+    """Greedy IoU/centre matching. A track lives `hold_frames` after its last detection.
+
+    Deliberately simple: redaction only needs to know where faces are and have been; a wrongly
+    merged or split track costs nothing under `all`, and identity work (per track) re-checks.
+    """
+
+    def __init__(self, hold_frames: int = 15, min_iou: float = 0.2, max_centre_distance: float = 0.8):
+        self.hold_frames = hold_frames
+        self.min_iou = min_iou
+        self.max_centre_distance = max_centre_distance
+        self.tracks: list[Track] = []
+        self._next_id = 1
+
+    def update(self, frame: int, detections: list[Detection], width: int, height: int) -> list[Track]:
+        """Link this frame's detections to tracks; returns the tracks alive at `frame`."""
+        self.tracks = [t for t in self.tracks if frame - t.last_seen <= self.hold_frames]
+        predicted = {t.track_id: t.predicted(frame, width, height) for t in self.tracks}
+        pairs = []
+        for d_index, det in enumerate(detections):
+            for track in self.tracks:
+                overlap = iou(det.box, predicted[track.track_id])
+                close = centre_distance(det.box, predicted[track.track_id])
+                if overlap >= self.min_iou or close <= self.max_centre_distance:
+                    pairs.append((overlap - close, d_index, track))
+        used_d, used_t = set(), set()
+        for _, d_index, track in sorted(pairs, key=lambda p: -p[0]):
+            if d_index in used_d or track.track_id in used_t:
+                continue
+            used_d.add(d_index)
+            used_t.add(track.track_id)
+            self._follow(track, detections[d_index].box, frame)
+        for d_index, det in enumerate(detections):
+            if d_index not in used_d:
+                self.tracks.append(Track(self._next_id, det.box, frame, frame))
+                self._next_id += 1
+        return list(self.tracks)
+
+    @staticmethod
+    def _follow(track: Track, box: Box, frame: int) -> None:
+        gap = max(1, frame - track.last_seen)
+        if frame > track.last_seen:
+            vx = ((box.x0 + box.x1) - (track.box.x0 + track.box.x1)) / 2 / gap
+            vy = ((box.y0 + box.y1) - (track.box.y0 + track.box.y1)) / 2 / gap
+            track.vx, track.vy = 0.5 * track.vx + 0.5 * vx, 0.5 * track.vy + 0.5 * vy
+        track.box = box
+        track.last_seen = frame
+        track.hits += 1

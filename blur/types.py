@@ -1,0 +1,48 @@
+"""What flows through the privacy engine: plain, frozen values on arrays and boxes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Box:
+    """A pixel rectangle, x0/y0 inclusive, x1/y1 exclusive."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    def padded(self, left: float, top: float, right: float, bottom: float, width: int, height: int) -> "Box":
+        """Grown by fractions of its own size on each side, clipped to a width×height frame."""
+        w, h = self.width, self.height
+        return Box(
+            max(0, int(self.x0 - left * w)),
+            max(0, int(self.y0 - top * h)),
+            min(width, int(round(self.x1 + right * w))),
+            min(height, int(round(self.y1 + bottom * h))),
+        )
+
+
+@dataclass(frozen=True)
+class Detection:
+    box: Box
+    score: float
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """What the engine did to one frame; the pipeline adds these up for the manifest."""
+
+    faces_detected: int
+    faces_redacted: int
+    fail_closed: bool

@@ -1,0 +1,109 @@
+"""`classcap`: the command line. Errors are one sentence on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import sys
+import time
+
+from blur.errors import PrivacyError
+from capture.errors import CaptureError
+from pipeline.config import ConfigError
+from upload.errors import UploadError
+
+EXPECTED_ERRORS = (CaptureError, PrivacyError, UploadError, ConfigError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.run(args) or 0
+    except EXPECTED_ERRORS as err:
+        print(f"classcap: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("classcap: interrupted; the upload was aborted and nothing partial was left in storage.", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="classcap", description="Classroom capture with in-memory face blurring.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from pipeline import commands as cmd  # the heavy imports wait until a command runs
+
+    demo = commands.add_parser("demo", help="record a generated classroom clip into an embedded SeaweedFS")
+    demo.add_argument("--duration", type=float, default=10.0, help="seconds of generated classroom (default 10)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the generated classroom")
+    demo.add_argument("--policy", default="all", help="blur policy (default all)")
+    demo.set_defaults(run=cmd.demo)
+
+    process = commands.add_parser("process", help="blur a video file into storage")
+    process.add_argument("input", help="video file to process")
+    process.add_argument("--to", required=True, metavar="s3://BUCKET/PREFIX", help="where the recording goes")
+    _recording_options(process)
+    process.set_defaults(run=cmd.process)
+
+    storage = commands.add_parser("storage", help="storage set-up and recovery")
+    storage_cmds = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
+    serve = storage_cmds.add_parser("serve", help="run an embedded SeaweedFS S3 server on loopback")
+    serve.add_argument("--dir", help="data directory (default: a temporary one, removed on exit)")
+    serve.add_argument("--port", type=int, help="S3 port (default: a free one)")
+    serve.add_argument("--bucket", action="append", default=[], help="bucket to create at start (repeatable)")
+    serve.set_defaults(run=cmd.storage_serve)
+
+    models = commands.add_parser("models", help="provision the pinned detection models into the user cache")
+    models.set_defaults(run=cmd.models)
+    return parser
+
+
+def _recording_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default="all", help="blur policy (default all)")
+    parser.add_argument("--audio", choices=("keep", "drop"), default="keep", help="keep or drop the input's audio")
+    parser.add_argument("--site", default=os.environ.get("CLASSCAP_SITE", "unassigned-site"), help="school site")
+    parser.add_argument("--room", default=os.environ.get("CLASSCAP_ROOM", "unassigned-room"), help="room")
+    parser.add_argument("--station", default=os.environ.get("CLASSCAP_STATION", os.uname().nodename), help="station id")
+    parser.add_argument("--queue-frames", type=int, default=8, help="frames each in-memory queue may hold")
+    parser.add_argument("--part-size-mb", type=float, default=5.0, help="multipart part size in MiB (at least 5)")
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def print_result(summary: dict) -> None:
+    """The contract: the last stdout line is one JSON object."""
+    print(json.dumps(summary, sort_keys=True), flush=True)
+
+
+class Progress:
+    """Shows progress on stderr every couple of seconds, so long work is never silent."""
+
+    def __init__(self, total: int | None, every_s: float = 2.0):
+        self.total, self.every_s = total, every_s
+        self.started = self._last = time.monotonic()
+
+    def __call__(self, counters) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every_s:
+            return
+        self._last = now
+        done = counters.frames_out
+        fps = done / max(now - self.started, 1e-9)
+        of = f"/{self.total}" if self.total else ""
+        print(f"  {done}{of} frames blurred and encoded ({fps:.1f} frames/s)", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

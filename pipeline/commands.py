@@ -1,0 +1,169 @@
+"""What each `classcap` command does: reads configuration, builds stages, runs, reports."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from fractions import Fraction
+
+from blur.centerface import CenterFaceDetector
+from blur.detector import BlazeFaceDetector
+from blur.engine import PrivacyEngine
+from blur.models import model_hashes, model_path, provision
+from capture.file import FileSource
+from pipeline.cli import Progress, peak_rss_mb, print_result
+from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.recording import Recording, RecordingResult
+from upload.storage import S3Location, StorageSettings, check_bucket, make_client, parse_s3_url
+
+FAST_MODEL = "face_detection_full_range_sparse.tflite"
+STRONG_MODEL = "centerface.onnx"
+ENGINE_MODELS = [FAST_MODEL, STRONG_MODEL]
+
+
+def build_engine(config: PipelineConfig) -> tuple[PrivacyEngine, dict[str, str]]:
+    fast = BlazeFaceDetector(model_path(FAST_MODEL), min_score=config.min_face_score)
+    strong = CenterFaceDetector(
+        model_path(STRONG_MODEL), config.strong_width, config.strong_height, threads=config.strong_threads
+    )
+    engine = PrivacyEngine(
+        fast, strong, config.policy, strong_every=config.strong_every, hold_frames=config.hold_frames
+    )
+    return engine, model_hashes(ENGINE_MODELS)
+
+
+def pipeline_config(args) -> PipelineConfig:
+    return PipelineConfig(
+        raw_queue=args.queue_frames,
+        redacted_queue=args.queue_frames,
+        part_size=int(args.part_size_mb * 1024 * 1024),
+        policy=args.policy,
+        audio=args.audio,
+    )
+
+
+def run_recording(source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings) -> dict:
+    """Check storage, then stream the source into it; returns the command's JSON summary."""
+    client = make_client(storage)
+    try:
+        check_bucket(client, storage, location.bucket)
+        engine, hashes = build_engine(config)
+    except BaseException:
+        source.close()
+        raise
+    recording = Recording(
+        source, engine, client, storage, location, placement, config, hashes, on_progress=Progress(source.info.frames)
+    )
+    started = time.monotonic()
+    with _sigterm_as_interrupt():
+        result: RecordingResult = recording.run()
+    seconds = time.monotonic() - started
+    m = result.manifest
+    return {
+        "recording_id": result.recording_id,
+        "bucket": result.bucket,
+        "video_key": result.video_key,
+        "manifest_key": result.manifest_key,
+        "frames_in": m["frames_in"],
+        "frames_out": m["frames_out"],
+        "dropped_frames": m["dropped_frames"],
+        "faces_detected": m["faces_detected"],
+        "faces_redacted": m["faces_redacted"],
+        "fail_closed_frames": m["fail_closed_frames"],
+        "video_bytes": m["video"]["bytes"],
+        "seconds": round(seconds, 2),
+        "fps": round(m["frames_out"] / max(seconds, 1e-9), 2),
+        "peak_rss_mb": peak_rss_mb(),
+        "queue_high_water": recording.counters.queue_high_water,
+    }
+
+
+def process(args) -> int:
+    config = pipeline_config(args)
+    location = parse_s3_url(args.to)
+    if not location.prefix:
+        location = S3Location(location.bucket, "recordings")
+    placement = Placement(site=args.site, room=args.room, station=args.station)
+    source = FileSource(args.input, with_audio=config.audio == "keep")
+    summary = run_recording(source, location, placement, config, StorageSettings.from_env())
+    print(f"blurred {summary['frames_out']} frames of {args.input} into s3://{summary['bucket']}/{summary['video_key']}")
+    print_result(summary)
+    return 0
+
+
+def demo(args) -> int:
+    from fixtures.classroom import Classroom, ClassroomSpec
+    from pipeline.demo_source import classroom_source
+    from upload.seaweed import SeaweedServer
+
+    config = PipelineConfig(policy=args.policy)
+    provision(ENGINE_MODELS, log=lambda line: print(line, file=sys.stderr))
+    classroom = Classroom(ClassroomSpec(seed=args.seed, duration_s=args.duration))
+    print("starting embedded SeaweedFS on loopback...", file=sys.stderr)
+    with SeaweedServer() as server:
+        storage = StorageSettings(endpoint_url=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+        bucket = "classcap-demo"
+        make_client(storage).create_bucket(Bucket=bucket)
+        location = S3Location(bucket, "recordings")
+        placement = Placement(site="demo-school", room="room-1", station="demo-station")
+        source = classroom_source(classroom)
+        print(f"recording {args.duration:g} s of a generated classroom, blurring every face...", file=sys.stderr)
+        summary = run_recording(source, location, placement, config, storage)
+        client = make_client(storage)
+        size = client.head_object(Bucket=bucket, Key=summary["video_key"])["ContentLength"]
+        print(f"recording {summary['recording_id']} uploaded to s3://{bucket}/{summary['video_key']} ({size} bytes)")
+        print(f"manifest at s3://{bucket}/{summary['manifest_key']}")
+        print(
+            f"{summary['frames_out']} frames, {summary['faces_redacted']} faces blurred, "
+            f"{summary['fail_closed_frames']} fail-closed frames, {summary['fps']} frames/s, peak RSS {summary['peak_rss_mb']} MB"
+        )
+    print_result(summary)
+    return 0
+
+
+def storage_serve(args) -> int:
+    from upload.seaweed import SeaweedServer
+
+    with SeaweedServer(data_dir=args.dir, port=args.port) as server:
+        client = server.client()
+        for bucket in args.bucket:
+            client.create_bucket(Bucket=bucket)
+        print("SeaweedFS S3 is listening on loopback; stop it with Ctrl-C. Point classcap at it with:")
+        for name, value in server.env().items():
+            print(f"export {name}={value}")
+        print_result({"endpoint": server.endpoint, "access_key": server.access_key, "buckets": args.bucket})
+        try:
+            with _sigterm_as_interrupt():
+                while server.running():
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def models(args) -> int:
+    paths = provision(log=lambda line: print(line, file=sys.stderr))
+    print_result({"models": {name: str(path) for name, path in paths.items()}})
+    return 0
+
+
+class _sigterm_as_interrupt:
+    """SIGTERM (systemd, a technician's kill) ends a run the way Ctrl-C does: cleanly."""
+
+    def __enter__(self):
+        def raise_interrupt(signum, frame):
+            raise KeyboardInterrupt
+
+        try:
+            self._previous = signal.signal(signal.SIGTERM, raise_interrupt)
+        except ValueError:  # not the main thread
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+_ = Fraction  # keeps the import used by demo_source type hints in one place

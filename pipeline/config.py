@@ -1,0 +1,81 @@
+"""Configuration of one run. `pipeline/` is the only package that reads configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from upload.fragments import MIN_PART_SIZE
+
+
+class ConfigError(Exception):
+    """The command line or the station config asks for something impossible; one clear sentence."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Sizes that bound memory, and what to do with the video.
+
+    Memory held by the pipeline, beyond the models and the encoder's own state, is at most
+
+        (raw_queue + redacted_queue + 3 + strong_every)       frames queued, one in each stage, and
+            × frame_bytes                                     those the engine holds between anchors
+      + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
+                                                              and the part buffer filling up
+      + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
+
+    where frame_bytes = width × height × 3. `memory_bound()` computes it; a test asserts it.
+    """
+
+    raw_queue: int = 8
+    redacted_queue: int = 8
+    parts_in_flight: int = 2
+    part_size: int = MIN_PART_SIZE
+    keyframe_seconds: float = 2.0
+    policy: str = "all"
+    audio: str = "keep"  # keep | drop
+    crf: int = 23
+    preset: str = "veryfast"
+    min_face_score: float = 0.3
+    # The strong detector (CenterFace) runs on every `strong_every`-th frame at this input size;
+    # frames between are held until the next such frame (see blur/engine.py).
+    strong_every: int = 3
+    strong_width: int = 640
+    strong_height: int = 360
+    strong_threads: int = 1
+    hold_frames: int = 15  # a face stays redacted this long after its last detection
+    retention_days: int = 730
+
+    def __post_init__(self) -> None:
+        for name in ("raw_queue", "redacted_queue", "parts_in_flight"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
+        if self.part_size < MIN_PART_SIZE:
+            raise ConfigError(f"part_size must be at least {MIN_PART_SIZE} bytes, the S3 minimum part size.")
+        if self.audio not in ("keep", "drop"):
+            raise ConfigError(f"audio must be keep or drop, not {self.audio!r}.")
+
+    def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
+        frame_bytes = width * height * 3
+        return (
+            (self.raw_queue + self.redacted_queue + 3 + self.strong_every) * frame_bytes
+            + (self.parts_in_flight + 2) * self.part_size
+            + fragment_bytes
+        )
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a recording belongs: the school's site and room, and the station that made it."""
+
+    site: str
+    room: str
+    station: str
+    staff_id: str | None = None
+    notice_confirmed_at: str | None = None
+    labels: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("site", "room", "station"):
+            value = getattr(self, name)
+            if not value or "/" in value or value.strip() != value:
+                raise ConfigError(f"{name} {value!r} must be a non-empty name without slashes or surrounding spaces.")

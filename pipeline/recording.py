@@ -1,0 +1,270 @@
+"""The composition root of one recording: source → privacy → encoder → part buffer → S3.
+
+Each stage is a thread owned by a Supervisor and joined by bounded queues; this module is the
+only place that knows about all of them.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from blur.engine import PrivacyEngine
+from capture.types import AudioChunk, Frame, SourceInfo
+from pipeline.config import Placement, PipelineConfig
+from pipeline.stages import END, Backpressure, Supervisor
+from upload.encoder import EncoderSettings, FragmentedMP4Encoder
+from upload.fragments import FragmentBuffer
+from upload.manifest import put_manifest
+from upload.multipart import MultipartUpload
+from upload.storage import S3Location, StorageSettings
+from upload.types import Part
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Counters:
+    frames_in: int = 0
+    frames_out: int = 0
+    dropped_frames: int = 0
+    faces_detected: int = 0
+    faces_redacted: int = 0
+    fail_closed_frames: int = 0
+    reconnects: int = 0
+    upload_retries: int = 0
+    parts: int = 0
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000), repr=False)
+    queue_high_water: dict = field(default_factory=dict)
+    part_buffer_peak_bytes: int = 0
+
+    def figures(self) -> dict:
+        values = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        if self.latencies_ms:
+            ordered = sorted(self.latencies_ms)
+            values["latency_p50_ms"] = round(ordered[len(ordered) // 2], 1)
+            values["latency_p99_ms"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)
+        return values
+
+
+@dataclass(frozen=True)
+class RecordingResult:
+    recording_id: str
+    bucket: str
+    video_key: str
+    manifest_key: str
+    manifest: dict
+
+
+def new_recording_id(now: datetime) -> str:
+    return now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+class Recording:
+    """Runs one source through the privacy engine into one multipart upload and its manifest."""
+
+    def __init__(
+        self,
+        source,  # iterable of Frame | AudioChunk with .info: SourceInfo and .close()
+        engine: PrivacyEngine,
+        client,
+        storage: StorageSettings,
+        location: S3Location,
+        placement: Placement,
+        config: PipelineConfig,
+        model_hashes: dict[str, str],
+        gallery_version: str | None = None,
+        on_progress=None,
+    ):
+        self.source = source
+        self.info: SourceInfo = source.info
+        self.engine = engine
+        self.client = client
+        self.storage = storage
+        self.location = location
+        self.placement = placement
+        self.config = config
+        self.model_hashes = model_hashes
+        self.gallery_version = gallery_version
+        self.on_progress = on_progress
+        self.counters = Counters()
+        self.started = datetime.now(timezone.utc)
+        self.recording_id = new_recording_id(self.started)
+        folder = location.key(placement.site, placement.room, self.started.strftime("%Y-%m-%d"), self.recording_id)
+        self.video_key = f"{folder}/video.mp4"
+        self.manifest_key = f"{folder}/manifest.json"
+        retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
+        self.tags = {"retention-until": retention}
+
+    # -- the run
+    def run(self) -> RecordingResult:
+        self._write_manifest("recording")
+        upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags)
+        try:
+            with upload:
+                self._stream(upload)
+                upload.complete()
+        except BaseException as err:
+            self._write_manifest_quietly("failed", error=_sentence(err), upload=upload)
+            raise
+        finally:
+            self.source.close()
+            self.engine.close()
+        manifest = self._write_manifest("complete", upload=upload)
+        return RecordingResult(self.recording_id, self.location.bucket, self.video_key, self.manifest_key, manifest)
+
+    def _stream(self, upload: MultipartUpload) -> None:
+        cfg, c = self.config, self.counters
+        sup = Supervisor()
+        raw = sup.queue("raw", cfg.raw_queue)
+        redacted = sup.queue("redacted", cfg.redacted_queue)
+        parts = sup.queue("parts", cfg.parts_in_flight)
+        backpressure = Backpressure.DROP_OLDEST if self.info.live else Backpressure.WAIT
+        keep_audio = cfg.audio == "keep" and self.info.audio_rate is not None
+
+        def read_source() -> None:
+            for item in self.source:
+                if isinstance(item, Frame):
+                    c.frames_in += 1
+                elif not keep_audio:
+                    continue
+                raw.put(item, backpressure)
+            raw.put(END)
+
+        def redact() -> None:
+            # The engine may hold a few frames until a later anchor frame has been searched;
+            # audio that arrives meanwhile waits with them so the streams stay in order.
+            held_audio: list[AudioChunk] = []
+
+            def hand_on(ready) -> None:
+                for _image, frame, report in ready:
+                    c.faces_detected += report.faces_detected
+                    c.faces_redacted += report.faces_redacted
+                    c.fail_closed_frames += report.fail_closed
+                    redacted.put(frame)
+                if ready:
+                    for chunk in held_audio:
+                        redacted.put(chunk)
+                    held_audio.clear()
+
+            while (item := raw.get()) is not END:
+                if isinstance(item, Frame):
+                    hand_on(self.engine.push(item.image, item))
+                else:
+                    held_audio.append(item)
+            hand_on(self.engine.flush())
+            for chunk in held_audio:
+                redacted.put(chunk)
+            redacted.put(END)
+
+        def encode() -> None:
+            buffer = FragmentBuffer(parts.put, cfg.part_size)
+            encoder = FragmentedMP4Encoder(buffer, self._encoder_settings(keep_audio))
+            try:
+                while (item := redacted.get()) is not END:
+                    if isinstance(item, AudioChunk):
+                        encoder.encode_audio(item.samples, item.pts, item.time_base, item.sample_rate, item.layout)
+                        continue
+                    encoder.encode_video(item.image, item.pts)
+                    c.latencies_ms.append((time.monotonic() - item.captured_at) * 1000)
+                    c.frames_out = encoder.frames_encoded
+                    if self.on_progress:
+                        self.on_progress(c)
+                encoder.close()  # hands the last part to the queue
+            except BaseException:
+                encoder.abort()
+                raise
+            finally:
+                c.part_buffer_peak_bytes = buffer.peak_bytes
+            parts.put(END)
+
+        def send() -> None:
+            while (part := parts.get()) is not END:
+                upload.put(part)
+                c.parts += 1
+
+        sup.spawn("source", read_source)
+        sup.spawn("privacy", redact)
+        sup.spawn("encode", encode)
+        sup.spawn("upload", send)
+        try:
+            sup.join()
+        finally:
+            c.dropped_frames = raw.dropped
+            c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
+
+    def _encoder_settings(self, with_audio: bool) -> EncoderSettings:
+        return EncoderSettings(
+            width=self.info.width,
+            height=self.info.height,
+            time_base=self.info.time_base,
+            frame_rate=self.info.frame_rate or 30,
+            crf=self.config.crf,
+            preset=self.config.preset,
+            keyframe_seconds=self.config.keyframe_seconds,
+            audio_rate=self.info.audio_rate if with_audio else None,
+            audio_layout=self.info.audio_layout or "stereo",
+        )
+
+    # -- the manifest
+    def manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> dict:
+        c = self.counters
+        ended = datetime.now(timezone.utc) if status != "recording" else None
+        return {
+            "recording_id": self.recording_id,
+            "site": self.placement.site,
+            "room": self.placement.room,
+            "station": self.placement.station,
+            "camera_id": self.info.source_id,
+            "staff_id": self.placement.staff_id,
+            "started_at": _iso(self.started),
+            "ended_at": _iso(ended) if ended else None,
+            "notice_confirmed_at": self.placement.notice_confirmed_at,
+            "policy": self.config.policy,
+            "audio": self.config.audio if self.info.audio_rate is not None else "none",
+            "gallery_version": self.gallery_version,
+            "models": self.model_hashes,
+            "width": self.info.width,
+            "height": self.info.height,
+            "frames_in": c.frames_in,
+            "frames_out": c.frames_out,
+            "dropped_frames": c.dropped_frames,
+            "faces_detected": c.faces_detected,
+            "faces_redacted": c.faces_redacted,
+            "fail_closed_frames": c.fail_closed_frames,
+            "reconnects": c.reconnects,
+            "upload_retries": c.upload_retries,
+            "status": status,
+            "error": error,
+            "video": {
+                "key": self.video_key,
+                "parts": c.parts,
+                "bytes": upload.bytes_sent if upload else 0,
+                "sha256": upload.sha256 if upload and status == "complete" else None,
+            },
+            "retention_until": self.tags["retention-until"],
+        }
+
+    def _write_manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> dict:
+        manifest = self.manifest(status, error, upload)
+        put_manifest(self.client, self.storage, self.location.bucket, self.manifest_key, manifest, self.tags)
+        return manifest
+
+    def _write_manifest_quietly(self, status: str, **kwargs) -> None:
+        try:
+            self._write_manifest(status, **kwargs)
+        except Exception as err:  # the original failure is the one to report
+            log.error("could not record the failure in the manifest: %s", err)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _sentence(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text if text.endswith(".") else text + "."

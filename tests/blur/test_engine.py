@@ -1,0 +1,105 @@
+"""The engine redacts every face it or its tracker knows of, in every frame, and fails closed."""
+
+import numpy as np
+
+from blur.engine import PrivacyEngine
+from blur.redact import face_region, pixelate
+from blur.types import Box, Detection
+
+W, H = 640, 360
+
+
+class ScriptedDetector:
+    """Returns, for the n-th call, the boxes the script gives (a fake only to script what is seen)."""
+
+    def __init__(self, script=None, default=(), fail_on=()):
+        self.script, self.default, self.fail_on = script or {}, default, set(fail_on)
+        self.calls = 0
+
+    def detect(self, image):
+        n = self.calls
+        self.calls += 1
+        if n in self.fail_on:
+            raise RuntimeError("inference failed")
+        return [Detection(b, 0.9) for b in self.script.get(n, self.default)]
+
+    def close(self):
+        pass
+
+
+def textured(seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (H, W, 3), dtype=np.uint8)
+
+
+def detail(patch):
+    """Mean absolute difference between horizontal neighbours: high for texture, ~0 inside blocks."""
+    return float(np.abs(np.diff(patch.astype(np.int16), axis=1)).mean())
+
+
+def redacted(image, box, original):
+    return detail(image[box.y0 : box.y1, box.x0 : box.x1]) < 0.3 * detail(original[box.y0 : box.y1, box.x0 : box.x1])
+
+
+def run(engine, n):
+    out = []
+    for i in range(n):
+        out += engine.push(textured(i), i)
+    return out + engine.flush()
+
+
+FACE = Box(200, 100, 240, 150)
+
+
+def test_detected_faces_and_their_margins_are_pixelated_and_nothing_else():
+    image, original = textured(), textured()
+    [(out, tag, report)] = PrivacyEngine(ScriptedDetector(default=[FACE])).push(image, "t")
+    region = face_region(FACE, W, H)
+    assert tag == "t" and (report.faces_detected, report.faces_redacted, report.fail_closed) == (1, 1, False)
+    assert region.x0 < FACE.x0 and region.y0 < FACE.y0 and region.x1 > FACE.x1 and region.y1 > FACE.y1
+    assert redacted(out, region, original)
+    outside = np.ones((H, W), bool)
+    outside[region.y0 : region.y1, region.x0 : region.x1] = False
+    assert np.array_equal(out[outside], original[outside])
+
+
+def test_a_face_only_the_strong_detector_sees_is_redacted_in_the_frames_before_its_anchor():
+    # given a face that only the strong detector finds, on anchors 0, 3, 6 (it appears at frame 1)
+    strong = ScriptedDetector({1: [FACE], 2: [FACE]})  # calls: frame 0, 3, 6
+    engine = PrivacyEngine(ScriptedDetector(), strong, strong_every=3)
+    # when 7 frames go through
+    out = run(engine, 7)
+    # then frames come out in order, and the face is redacted in frames 1..6 (1 and 2 by look-ahead)
+    assert [tag for _, tag, _ in out] == list(range(7))
+    for image, i, _ in out:
+        assert redacted(image, FACE, textured(i)) == (i >= 1), i
+
+
+def test_frames_are_held_only_until_the_next_anchor():
+    engine = PrivacyEngine(ScriptedDetector(), ScriptedDetector(), strong_every=3)
+    assert [len(engine.push(textured(i), i)) for i in range(7)] == [1, 0, 0, 3, 0, 0, 3]
+
+
+def test_a_face_the_detector_loses_for_five_frames_stays_redacted():
+    script = {i: [FACE] for i in range(3)} | {i: [FACE] for i in range(8, 10)}
+    out = run(PrivacyEngine(ScriptedDetector(script), hold_frames=15), 10)
+    assert all(redacted(image, FACE, textured(i)) for image, i, _ in out)
+
+
+def test_a_detector_error_redacts_the_whole_frame():
+    out = run(PrivacyEngine(ScriptedDetector(fail_on={1})), 3)
+    (_, _, r0), (image, _, r1), (_, _, r2) = out
+    assert (r0.fail_closed, r1.fail_closed, r2.fail_closed) == (False, True, False)
+    assert detail(image) < 0.1 * detail(textured(1))
+
+
+def test_a_failed_anchor_redacts_the_frames_it_should_have_vouched_for():
+    strong = ScriptedDetector(fail_on={1})  # the anchor at frame 3 fails
+    out = run(PrivacyEngine(ScriptedDetector(), strong, strong_every=3), 4)
+    assert [r.fail_closed for _, _, r in out] == [False, True, True, True]
+
+
+def test_pixelation_leaves_a_few_blocks_across_a_face():
+    image = textured()
+    pixelate(image, Box(10, 10, 70, 70), blocks=5)
+    row = image[40, 10:70, 0]
+    assert len(np.unique(row)) <= 5

@@ -1,0 +1,97 @@
+"""Bounded memory: a slow storage sink makes a file source wait; nothing piles up in memory."""
+
+import threading
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from blur.engine import PrivacyEngine
+from capture.iterable import IterableSource
+from capture.types import Frame, SourceInfo
+from pipeline.config import Placement, PipelineConfig
+from pipeline.recording import Recording
+from upload.storage import S3Location, StorageSettings, make_client
+
+WIDTH, HEIGHT = 640, 360
+
+
+class NoFaces:
+    def detect(self, image):
+        return []
+
+    def close(self):
+        pass
+
+
+class GatedUploads:
+    """The real S3 client, with upload_part held until the test opens the gate (fault injection)."""
+
+    def __init__(self, client):
+        self._client = client
+        self.gate = threading.Event()
+        self.parts_started = 0
+
+    def upload_part(self, **kwargs):
+        self.parts_started += 1
+        self.gate.wait(timeout=60)
+        return self._client.upload_part(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def noise_source(n):
+    rng = np.random.default_rng(3)
+    info = SourceInfo("test:noise", WIDTH, HEIGHT, Fraction(1, 30), Fraction(30), n, None, None, live=False)
+
+    def frames():
+        for i in range(n):
+            yield Frame(i, Fraction(1, 30), rng.integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8), "test:noise", time.monotonic())
+
+    return IterableSource(info, frames())
+
+
+def test_slow_storage_makes_the_file_source_wait(seaweed, bucket):
+    # given a pipeline with small queues writing to storage whose part uploads are held
+    storage = StorageSettings(seaweed.endpoint, seaweed.access_key, seaweed.secret_key)
+    client = GatedUploads(make_client(storage))
+    config = PipelineConfig(raw_queue=4, redacted_queue=4, parts_in_flight=1, crf=18, keyframe_seconds=0.2)
+    recording = Recording(
+        noise_source(300), PrivacyEngine(NoFaces()), client, storage, S3Location(bucket, "recordings"),
+        Placement("test-site", "room-1", "test-station"), config, model_hashes={},
+    )
+    result = {}
+    runner = threading.Thread(target=lambda: result.update(r=recording.run()))
+    runner.start()
+    try:
+        # when the first part's upload hangs
+        deadline = time.monotonic() + 60
+        while client.parts_started == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # then the source soon stops reading (two looks 1.5 s apart see the same count) ...
+        seen = [-1]
+        while time.monotonic() < deadline:
+            time.sleep(1.5)
+            seen.append(recording.counters.frames_in)
+            if seen[-1] == seen[-2]:
+                break
+        assert seen[-1] == seen[-2] < 300, seen
+        # ... and the frames it holds are only what the queues allow
+        held = recording.counters.frames_in - recording.counters.frames_out
+        assert held <= config.raw_queue + config.redacted_queue + 3 + config.strong_every
+    finally:
+        client.gate.set()
+        runner.join(timeout=120)
+    # and once storage moves again, every frame arrives and no queue ever exceeded its size
+    assert result["r"].manifest["frames_out"] == 300
+    hw = recording.counters.queue_high_water
+    assert hw["raw"] <= config.raw_queue and hw["redacted"] <= config.redacted_queue and hw["parts"] <= config.parts_in_flight
+    fragment_bytes = recording.counters.part_buffer_peak_bytes - config.part_size
+    assert recording.counters.part_buffer_peak_bytes <= config.part_size + 2 * 1024 * 1024, fragment_bytes
+
+
+def test_memory_bound_is_the_documented_formula():
+    config = PipelineConfig(raw_queue=8, redacted_queue=8, parts_in_flight=2)
+    frame = 1280 * 720 * 3
+    assert config.memory_bound(1280, 720, fragment_bytes=1_000_000) == (19 + config.strong_every) * frame + 4 * config.part_size + 1_000_000

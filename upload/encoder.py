@@ -1,0 +1,104 @@
+"""Encode redacted frames to fragmented MP4 (H.264 + AAC) straight into memory.
+
+The `mp4` muxer can only write to a non-seekable sink when the output is fragmented; with
+`frag_keyframe` every keyframe starts a fragment, so the GOP length is also the fragment length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+import numpy as np
+
+from upload.errors import UploadError
+from upload.fragments import FragmentBuffer
+
+MUX_OPTIONS = {
+    "movflags": "frag_keyframe+empty_moov+default_base_moof",
+    "flush_packets": "1",  # hand bytes to the part buffer as soon as they are muxed
+    # The default shifts video by AAC's priming delay; this keeps every frame's time as captured.
+    "avoid_negative_ts": "make_non_negative",
+}
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    width: int
+    height: int
+    time_base: Fraction  # of the incoming frames' pts; kept so timestamps survive untouched
+    frame_rate: Fraction = Fraction(30)
+    crf: int = 23
+    preset: str = "veryfast"
+    keyframe_seconds: float = 2.0  # fragment length: bounds what a crash can lose before a part
+    threads: int = 0  # 0: libx264 picks
+    audio_rate: int | None = None  # None: no audio track
+    audio_layout: str = "stereo"
+    audio_bitrate: int = 96_000
+
+
+class FragmentedMP4Encoder:
+    def __init__(self, sink: FragmentBuffer, settings: EncoderSettings):
+        self.settings = settings
+        self._sink = sink
+        self._container = av.open(sink, mode="w", format="mp4", options=MUX_OPTIONS)
+        video = self._container.add_stream("libx264", rate=settings.frame_rate)
+        video.width, video.height = settings.width, settings.height
+        video.pix_fmt = "yuv420p"
+        video.time_base = settings.time_base
+        video.codec_context.time_base = settings.time_base
+        video.codec_context.gop_size = max(1, round(float(settings.frame_rate) * settings.keyframe_seconds))
+        # zerolatency: no lookahead or B-frame delay, so a frame reaches the part buffer at once.
+        video.options = {"crf": str(settings.crf), "preset": settings.preset, "tune": "zerolatency"}
+        if settings.threads:
+            video.codec_context.thread_count = settings.threads
+        self._video = video
+        self._audio = None
+        if settings.audio_rate:
+            audio = self._container.add_stream("aac", rate=settings.audio_rate)
+            audio.layout = settings.audio_layout
+            audio.bit_rate = settings.audio_bitrate
+            self._audio = audio
+        self.frames_encoded = 0
+        self._last_pts: int | None = None
+
+    def encode_video(self, image: np.ndarray, pts: int) -> None:
+        if self._last_pts is not None and pts <= self._last_pts:
+            # Sources hand out increasing timestamps; dropping a frame here would be silent loss.
+            raise ValueError(f"frame timestamp {pts} is not after the previous one ({self._last_pts})")
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts = pts
+        frame.time_base = self.settings.time_base
+        self._mux(self._video.encode(frame))
+        self.frames_encoded += 1
+
+    def encode_audio(self, samples: np.ndarray, pts: int, time_base: Fraction, sample_rate: int, layout: str) -> None:
+        if self._audio is None:
+            return
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples, dtype=np.float32), format="fltp", layout=layout)
+        frame.sample_rate = sample_rate
+        frame.pts = pts
+        frame.time_base = time_base
+        self._mux(self._audio.encode(frame))
+
+    def close(self) -> None:
+        """Flush the encoders and the muxer; the sink then holds the file's last fragment."""
+        self._mux(self._video.encode(None))
+        if self._audio is not None:
+            self._mux(self._audio.encode(None))
+        self._container.close()
+        self._sink.close()
+
+    def abort(self) -> None:
+        try:
+            self._container.close()
+        except Exception:
+            pass
+
+    def _mux(self, packets) -> None:
+        try:
+            self._container.mux(packets)
+        except av.FFmpegError as err:
+            raise UploadError(f"The encoder could not write the video stream ({err}).") from err
