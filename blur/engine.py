@@ -23,12 +23,16 @@ import numpy as np
 
 from blur.detector import FaceDetector
 from blur.redact import face_region, pixelate, pixelate_frame
-from blur.tracker import FaceTracker, merge_overlapping
+from blur.tracker import FaceTracker, lerp, merge_overlapping
 from blur.types import Box, Detection, FrameReport
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("all",)
+
+# How far a face may move between frames, in face widths: someone walking briskly across the
+# back of a 720p classroom covers about 0.7 of their (small) face's width per frame at 30 fps.
+MAX_SPEED = 0.8
 
 
 @dataclass
@@ -66,6 +70,7 @@ class PrivacyEngine:
         self._tracker = FaceTracker(hold_frames=hold_frames)
         self._pending: deque[_Pending] = deque()
         self._index = 0
+        self._last_anchor: dict[int, tuple[int, Box]] = {}  # track id -> (anchor frame, box there)
 
     @property
     def max_held_frames(self) -> int:
@@ -100,7 +105,40 @@ class PrivacyEngine:
         tracks = self._tracker.update(index, found, width, height)
         boxes = [t.predicted(index, width, height) for t in tracks]
         self._pending.append(_Pending(index, image, tag, boxes, len(found), fail_closed=False))
-        return self._release(extra=[d.box for d in found], whole=False) if anchor else []
+        if not anchor:
+            return []
+        seen = [t for t in tracks if t.last_seen == index]
+        self._interpolate(index, seen)
+        self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
+        return self._release(extra=[d.box for d in found], whole=False)
+
+    def _reach_back(self, index: int, new: list, width: int, height: int) -> None:
+        """A face first found at this anchor may have been in the held frames, somewhere nearby.
+
+        Without an earlier sighting its path is unknown, so each held frame gets the box grown
+        by as far as a face can move in the frames between (MAX_SPEED face widths a frame):
+        someone walking in at the edge of the picture is covered from the first frame they show.
+        """
+        for track in new:
+            for p in self._pending:
+                if p.index < index:
+                    grow = MAX_SPEED * (index - p.index)
+                    p.boxes.append(track.box.padded(grow, grow, grow, grow, width, height))
+
+    def _interpolate(self, index: int, seen: list) -> None:
+        """A face seen at the last anchor and at this one was somewhere between in the held frames.
+
+        Fast movers (a student walking past the camera) travel further between anchors than a
+        held box covers, so the held frames also get the box on the line between the two sightings.
+        """
+        for track in seen:
+            if track.track_id not in self._last_anchor:
+                continue
+            start, before = self._last_anchor[track.track_id]
+            for p in self._pending:
+                if start < p.index < index:
+                    p.boxes.append(lerp(before, track.box, (p.index - start) / (index - start)))
+        self._last_anchor = {t.track_id: (index, t.box) for t in seen}
 
     def _release(self, extra: list[Box], whole: bool):
         """Redact and hand out every held frame; `extra` faces (the anchor's) go into all of them."""

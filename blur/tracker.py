@@ -44,6 +44,15 @@ class Track:
         return moved.padded(grow, grow, grow, grow, width, height)
 
 
+def _similar_size(a: Box, b: Box) -> bool:
+    return 0.6 <= a.width / max(b.width, 1) <= 1.6
+
+
+def lerp(a: Box, b: Box, t: float) -> Box:
+    """The box a fraction t of the way from a to b."""
+    return Box(*(int(round(u + (v - u) * t)) for u, v in zip((a.x0, a.y0, a.x1, a.y1), (b.x0, b.y0, b.x1, b.y1))))
+
+
 def merge_overlapping(detections: list[Detection], min_iou: float = 0.3) -> list[Detection]:
     """One detection per face when several detectors found it: the union box, the best score."""
     merged: list[Detection] = []
@@ -66,6 +75,8 @@ class FaceTracker:
     """
 
     def __init__(self, hold_frames: int = 15, min_iou: float = 0.2, max_centre_distance: float = 0.8):
+        # max_centre_distance is per frame since the track was last seen: a face seen again
+        # three frames later may have moved three times as far.
         self.hold_frames = hold_frames
         self.min_iou = min_iou
         self.max_centre_distance = max_centre_distance
@@ -81,7 +92,8 @@ class FaceTracker:
             for track in self.tracks:
                 overlap = iou(det.box, predicted[track.track_id])
                 close = centre_distance(det.box, predicted[track.track_id])
-                if overlap >= self.min_iou or close <= self.max_centre_distance:
+                reach = self.max_centre_distance * max(1, frame - track.last_seen)
+                if (overlap >= self.min_iou or close <= reach) and _similar_size(det.box, track.box):
                     pairs.append((overlap - close, d_index, track))
         used_d, used_t = set(), set()
         for _, d_index, track in sorted(pairs, key=lambda p: -p[0]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from fractions import Fraction
 
 from blur.centerface import CenterFaceDetector
 from blur.detector import BlazeFaceDetector
@@ -13,7 +12,7 @@ from blur.engine import PrivacyEngine
 from blur.models import model_hashes, model_path, provision
 from capture.file import FileSource
 from pipeline.cli import Progress, peak_rss_mb, print_result
-from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.config import Placement, PipelineConfig
 from pipeline.recording import Recording, RecordingResult
 from upload.storage import S3Location, StorageSettings, check_bucket, make_client, parse_s3_url
 
@@ -25,7 +24,11 @@ ENGINE_MODELS = [FAST_MODEL, STRONG_MODEL]
 def build_engine(config: PipelineConfig) -> tuple[PrivacyEngine, dict[str, str]]:
     fast = BlazeFaceDetector(model_path(FAST_MODEL), min_score=config.min_face_score)
     strong = CenterFaceDetector(
-        model_path(STRONG_MODEL), config.strong_width, config.strong_height, threads=config.strong_threads
+        model_path(STRONG_MODEL),
+        config.strong_width,
+        config.strong_height,
+        min_score=config.strong_min_score,
+        threads=config.strong_threads,
     )
     engine = PrivacyEngine(
         fast, strong, config.policy, strong_every=config.strong_every, hold_frames=config.hold_frames
@@ -166,4 +169,3 @@ class _sigterm_as_interrupt:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-_ = Fraction  # keeps the import used by demo_source type hints in one place

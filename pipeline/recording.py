@@ -22,7 +22,6 @@ from upload.fragments import FragmentBuffer
 from upload.manifest import put_manifest
 from upload.multipart import MultipartUpload
 from upload.storage import S3Location, StorageSettings
-from upload.types import Part
 
 log = logging.getLogger(__name__)
 

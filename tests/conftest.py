@@ -44,3 +44,73 @@ def bucket(s3):
     name = f"test-{uuid.uuid4().hex[:16]}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+# ---------------------------------------------------------------------------------------------
+# The generated classroom clip and the `classcap` command, as a teacher or technician runs it.
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CLASSCAP = [sys.executable, "-m", "pipeline.cli"]
+
+
+@dataclass
+class Clip:
+    path: Path
+    classroom: object  # fixtures.classroom.Classroom
+
+    @property
+    def truth(self):
+        return self.classroom.ground_truth()
+
+
+@pytest.fixture(scope="session")
+def classroom_clip(tmp_path_factory) -> Clip:
+    """A 3 s generated classroom at 1280×720, 30 fps, with audio, and its exact ground truth."""
+    from fixtures.classroom import Classroom, ClassroomSpec, write_mp4
+
+    classroom = Classroom(ClassroomSpec(seed=7, duration_s=3.0))
+    path = tmp_path_factory.mktemp("clips") / "classroom.mp4"
+    write_mp4(classroom, path)
+    return Clip(path, classroom)
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def result(self) -> dict:
+        return json.loads(self.stdout.strip().splitlines()[-1])
+
+
+def storage_env(server, **overrides) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(server.env())
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def classcap(seaweed):
+    """`classcap(*args, env=None, prefix=())` runs the real command line in a subprocess."""
+
+    def run(*args, env=None, prefix=(), timeout=300) -> Run:
+        done = subprocess.run(
+            [*prefix, *CLASSCAP, *map(str, args)],
+            env=env or storage_env(seaweed),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Run(done.returncode, done.stdout, done.stderr)
+
+    return run

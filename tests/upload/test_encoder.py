@@ -54,7 +54,7 @@ def test_encoded_stream_decodes_with_the_same_frames_and_times():
     # then the file decodes to 60 frames at the original times, with an AAC track
     with av.open(io.BytesIO(data)) as container:
         assert [s.codec_context.name for s in container.streams] == ["h264", "aac"]
-        video = container.streams.video[0]
+        container.streams.video[0]
         times = [float(f.pts * f.time_base) for f in container.decode(video=0)]
     assert len(times) == 60
     assert times == pytest.approx([i / 30 for i in range(60)], abs=1e-3)
