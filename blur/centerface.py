@@ -8,6 +8,7 @@ feed it (both multiples of 32), so nothing but the checked model file is ever re
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -15,6 +16,12 @@ import numpy as np
 
 from blur.errors import PrivacyError
 from blur.types import Box, Detection
+
+# onnxruntime ≥ 1.29 on Linux starts telemetry at import: it writes a device id and an offline
+# event cache under ~/.cache/Microsoft and tries to upload. A school station must do neither
+# (no local writes, no traffic but to storage), so opt out before onnxruntime is first imported.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
 INPUT, OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
 from typing import Protocol
 
@@ -27,6 +28,10 @@ class BlazeFaceDetector:
     """
 
     def __init__(self, model_path: Path, min_score: float = 0.3):
+        # Importing mediapipe imports its audio tasks, which import sounddevice, which looks for
+        # PortAudio by compiling a probe with gcc in /tmp: local writes on a station that must
+        # make none. No audio task is used, so sounddevice is kept out (mediapipe allows for that).
+        sys.modules.setdefault("sounddevice", None)
         # Imported here so the rest of the engine (and its tests) load without MediaPipe's start-up.
         from mediapipe.tasks.python import BaseOptions, vision
 
@@ -38,15 +43,21 @@ class BlazeFaceDetector:
         try:
             with quiet_native_logs():
                 self._detector = vision.FaceDetector.create_from_options(options)
-                self.detect(np.zeros((64, 64, 3), np.uint8))  # first inference logs too; do it here
         except Exception as err:  # MediaPipe raises RuntimeError/ValueError with long C++ text
             raise PrivacyError(f"Could not load the face detector from {model_path}: {err}") from err
+        self._first = True
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         import mediapipe as mp
 
         height, width = image.shape[:2]
-        result = self._detector.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+        frame = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image))
+        if self._first:
+            self._first = False
+            with quiet_native_logs():  # the first inference logs a buffer-alignment notice
+                result = self._detector.detect(frame)
+        else:
+            result = self._detector.detect(frame)
         detections = []
         for found in result.detections:
             bb = found.bounding_box

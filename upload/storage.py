@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, NoCredentialsError
 
 from upload.errors import UploadError
 
@@ -81,13 +81,17 @@ def make_client(settings: StorageSettings):
 def explain(err: Exception, settings: StorageSettings, bucket: str, action: str) -> UploadError:
     """One sentence for a storage failure, naming the bucket and the endpoint."""
     where = settings.where()
+    if isinstance(err, NoCredentialsError):
+        return UploadError(
+            f"No storage credentials are set for {where}; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for a school's own storage)."
+        )
     if isinstance(err, EndpointConnectionError) or (isinstance(err, BotoCoreError) and "connect" in str(err).lower()):
         return UploadError(f"Cannot reach storage at {where} to {action}; check the endpoint address and the network.")
     if isinstance(err, ClientError):
         code = err.response.get("Error", {}).get("Code", "")
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
         if code == "NoSuchBucket" or (code in ("404", "NotFound") and action == "check the bucket"):
-            return UploadError(f"Bucket {bucket} does not exist at {where}; create it with `classcap storage init s3://{bucket}`.")
+            return UploadError(f"Bucket {bucket} does not exist at {where}; check the bucket name, or create the bucket first.")
         if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "403", "AccessDenied", "ExpiredToken") or status == 403:
             return UploadError(
                 f"Storage at {where} refused the station's credentials for bucket {bucket} ({code or status}) while trying to {action}; check the access key and secret."
@@ -95,7 +99,7 @@ def explain(err: Exception, settings: StorageSettings, bucket: str, action: str)
         message = err.response.get("Error", {}).get("Message") or code
         return UploadError(f"Storage at {where} failed to {action} in bucket {bucket}: {message}.")
     if isinstance(err, BotoCoreError):
-        return UploadError(f"Storage at {where} could not {action} in bucket {bucket}: {err}.")
+        return UploadError(f"Storage at {where} failed to {action} in bucket {bucket}: {err}.")
     return UploadError(f"Could not {action} in bucket {bucket} at {where}: {err}.")
 
 

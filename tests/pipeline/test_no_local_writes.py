@@ -1,0 +1,57 @@
+"""The station never writes a local file while it records: every open is traced with strace."""
+
+import re
+import shutil
+import subprocess
+import sys
+
+WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
+OPEN_CALL = re.compile(r'^\d+\s+(?P<call>openat2?|open|creat)\((?:AT_FDCWD|\d+), "(?P<path>[^"]*)"(?P<rest>.*)$|^\d+\s+(?P<call2>open|creat)\("(?P<path2>[^"]*)"(?P<rest2>.*)$')
+ALLOWED_ROOTS = ("/dev/", "/proc/", "/sys/")
+
+
+def write_opens(trace: str) -> list[str]:
+    """Lines of an `strace -f` log that open a path outside /dev, /proc, /sys for writing."""
+    found = []
+    for line in trace.splitlines():
+        m = OPEN_CALL.match(line)
+        if not m:
+            continue
+        call = m.group("call") or m.group("call2")
+        path = m.group("path") or m.group("path2")
+        rest = m.group("rest") or m.group("rest2")
+        if path.startswith(ALLOWED_ROOTS):
+            continue
+        if call == "creat" or WRITE_FLAGS.search(rest.split(")")[0] if call != "openat2" else rest):
+            found.append(line)
+    return found
+
+
+def strace(*command, env=None, tmp_path):
+    assert shutil.which("strace"), "strace is missing: .ci/run installs it (apt-get install strace)"
+    log = tmp_path / "strace.log"  # written by strace itself, which is not traced
+    done = subprocess.run(
+        ["strace", "-f", "-qq", "-e", "trace=open,openat,openat2,creat", "-o", str(log), *command],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    return done, log.read_text()
+
+
+def test_the_trace_check_catches_a_write(tmp_path):
+    # A check that cannot fail proves nothing: a plain Python write must be caught.
+    target = tmp_path / "leak.bin"
+    done, trace = strace(sys.executable, "-c", f"open({str(target)!r}, 'wb').write(b'x')", tmp_path=tmp_path)
+    assert done.returncode == 0
+    assert [line for line in write_opens(trace) if str(target) in line]
+
+
+def test_process_opens_no_local_file_for_writing(seaweed, classroom_clip, bucket, tmp_path):
+    from conftest import CLASSCAP, storage_env
+
+    done, trace = strace(
+        *CLASSCAP, "process", classroom_clip.path, "--to", f"s3://{bucket}/recordings",
+        env=storage_env(seaweed), tmp_path=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert '"' + str(classroom_clip.path) + '"' in trace  # the trace did see the run
+    assert write_opens(trace) == []
