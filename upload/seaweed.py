@@ -143,7 +143,10 @@ class SeaweedServer:
                     f"-filer.localSocket={self.data_dir / 'filer.sock'}"]
         self.command = cmd
         with open(self.log_path, "ab") as log:  # weed's chatter goes to the file, not our stdout
-            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+            # weed takes AWS_* variables as S3 credentials of its own, overriding s3.json: a
+            # caller pointed at some other storage must not reconfigure this server.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "S3_BUCKET"}
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, env=env,
                                           stderr=subprocess.STDOUT, start_new_session=True)
 
     def _wait_ready(self) -> "SeaweedServer":
