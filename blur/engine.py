@@ -1,4 +1,4 @@
-"""The privacy engine: find every face, track it, redact it; fail closed.
+"""The privacy engine: find every face, track it, decide who is redacted, redact; fail closed.
 
 Detection is two detectors and a tracker:
 - a fast detector (BlazeFace) on every frame;
@@ -10,6 +10,9 @@ Frames between two anchors are held back until the later anchor has been searche
 anchor's faces are redacted in them too. So every frame is covered by a strong search at or
 before it *and* at or after it: a face that appears between anchors is still redacted from its
 first frame. The cost is a delay of at most `strong_every - 1` frames, and as many frames held.
+
+Who is redacted is the face policy's call (`blur/policy.py`), made per track when the frame is
+released, with everything identity has learnt by then.
 """
 
 from __future__ import annotations
@@ -22,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from blur.detector import FaceDetector
-from blur.redact import face_region, pixelate, pixelate_frame
+from blur.policy import FacePolicy
+from blur.redact import REDACTORS, face_region, pixelate_frame
 from blur.tracker import FaceTracker, lerp, merge_overlapping
 from blur.types import Box, Detection, FrameReport
 
 log = logging.getLogger(__name__)
-
-POLICIES = ("all",)
 
 # How far a face may move between frames, in face widths: someone walking briskly across the
 # back of a 720p classroom covers about 0.7 of their (small) face's width per frame at 30 fps.
@@ -40,7 +42,7 @@ class _Pending:
     index: int
     image: np.ndarray
     tag: Any
-    boxes: list[Box]
+    faces: list[tuple[int, Box]]  # (track id, where that face is or may be in this frame)
     detected: int
     fail_closed: bool
 
@@ -57,15 +59,19 @@ class PrivacyEngine:
         self,
         fast: FaceDetector,
         strong: FaceDetector | None = None,
-        policy: str = "all",
+        policy: FacePolicy | None = None,
         strong_every: int = 3,
         hold_frames: int = 15,
+        style: str = "pixelate",
+        background=None,  # blur.background.BackgroundBlur, or None
     ):
-        if policy not in POLICIES:
-            raise ValueError(f"policy {policy!r} is not available yet; choose one of {', '.join(POLICIES)}")
-        self.policy = policy
+        if style not in REDACTORS:
+            raise ValueError(f"redaction style must be one of {', '.join(REDACTORS)}, not {style!r}")
+        self.policy = policy or FacePolicy("all")
         self._fast = fast
         self._strong = strong
+        self._redact = REDACTORS[style]
+        self._background = background
         self.strong_every = max(1, strong_every) if strong else 1
         self._tracker = FaceTracker(hold_frames=hold_frames)
         self._pending: deque[_Pending] = deque()
@@ -87,7 +93,6 @@ class PrivacyEngine:
         if not self._pending:
             return []
         last = self._pending.pop()
-        self._index = last.index  # searched again, now as an anchor
         return self._search(last.index, last.image, last.tag, anchor=True)
 
     def _search(self, index: int, image: np.ndarray, tag: Any, anchor: bool):
@@ -100,17 +105,20 @@ class PrivacyEngine:
             log.exception("face detection failed on frame %d; redacting the whole frame", index)
             self._pending.append(_Pending(index, image, tag, [], 0, fail_closed=True))
             # A failed anchor cannot vouch for the frames held before it: redact them whole too.
-            return self._release(extra=[], whole=True) if anchor else []
+            return self._release(whole=True) if anchor else []
         found = merge_overlapping(found)
         tracks = self._tracker.update(index, found, width, height)
-        boxes = [t.predicted(index, width, height) for t in tracks]
-        self._pending.append(_Pending(index, image, tag, boxes, len(found), fail_closed=False))
+        seen = [t for t in tracks if t.last_seen == index]
+        self.policy.observe(index, image, [(t.track_id, t.box) for t in seen])
+        faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
+        self._pending.append(_Pending(index, image, tag, faces, len(found), fail_closed=False))
         if not anchor:
             return []
-        seen = [t for t in tracks if t.last_seen == index]
+        for p in self._pending:  # the anchor's faces, in every frame held before it
+            p.faces.extend((t.track_id, t.box) for t in seen)
         self._interpolate(index, seen)
         self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
-        return self._release(extra=[d.box for d in found], whole=False)
+        return self._release(whole=False)
 
     def _reach_back(self, index: int, new: list, width: int, height: int) -> None:
         """A face first found at this anchor may have been in the held frames, somewhere nearby.
@@ -123,7 +131,7 @@ class PrivacyEngine:
             for p in self._pending:
                 if p.index < index:
                     grow = MAX_SPEED * (index - p.index)
-                    p.boxes.append(track.box.padded(grow, grow, grow, grow, width, height))
+                    p.faces.append((track.track_id, track.box.padded(grow, grow, grow, grow, width, height)))
 
     def _interpolate(self, index: int, seen: list) -> None:
         """A face seen at the last anchor and at this one was somewhere between in the held frames.
@@ -137,11 +145,12 @@ class PrivacyEngine:
             start, before = self._last_anchor[track.track_id]
             for p in self._pending:
                 if start < p.index < index:
-                    p.boxes.append(lerp(before, track.box, (p.index - start) / (index - start)))
+                    p.faces.append((track.track_id, lerp(before, track.box, (p.index - start) / (index - start))))
         self._last_anchor = {t.track_id: (index, t.box) for t in seen}
 
-    def _release(self, extra: list[Box], whole: bool):
-        """Redact and hand out every held frame; `extra` faces (the anchor's) go into all of them."""
+    def _release(self, whole: bool):
+        """Decide, redact and hand out every held frame."""
+        self.policy.settle(t for p in self._pending for t, _ in p.faces)
         out = []
         while self._pending:
             p = self._pending.popleft()
@@ -150,19 +159,25 @@ class PrivacyEngine:
                 pixelate_frame(p.image)
                 out.append((p.image, p.tag, FrameReport(p.detected, 0, fail_closed=True)))
                 continue
-            regions = _dedupe([face_region(b, width, height) for b in p.boxes + extra])
+            if self._background is not None:
+                self._background.apply(p.image)
+            hidden = [face_region(b, width, height) for t, b in p.faces if self.policy.redact(t)]
+            regions = _dedupe(hidden)
             for region in regions:
-                pixelate(p.image, region)
+                self._redact(p.image, region)
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=False)))
+        self.policy.forget({t.track_id for t in self._tracker.tracks})
         return out
 
     def close(self) -> None:
         self._fast.close()
         if self._strong is not None:
             self._strong.close()
+        if self._background is not None:
+            self._background.close()
+        self.policy.close()
 
 
 def _dedupe(boxes: list[Box]) -> list[Box]:
     """A face held by its track and found again by the anchor is one region, not two."""
     return [d.box for d in merge_overlapping([Detection(b, 1.0) for b in boxes])]
-

@@ -63,13 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--bucket", action="append", default=[], help="bucket to create at start (repeatable)")
     serve.set_defaults(run=cmd.storage_serve)
 
+    from pipeline import gallery_cmd
+
+    gallery = commands.add_parser("gallery", help="the exclusion gallery (embeddings under pseudonymous ids)")
+    gallery_cmds = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    add = gallery_cmds.add_parser("add", help="enrol a person from one or more photos (the photos are not kept)")
+    add.add_argument("--id", required=True, help="pseudonymous id (never a name)")
+    add.add_argument("--role", required=True, choices=("excluded", "staff"))
+    add.add_argument("images", nargs="+", metavar="IMAGE")
+    add.set_defaults(run=gallery_cmd.gallery_add)
+    listing = gallery_cmds.add_parser("list", help="who is in the gallery")
+    listing.set_defaults(run=gallery_cmd.gallery_list)
+    remove = gallery_cmds.add_parser("remove", help="take a person out of the gallery")
+    remove.add_argument("--id", required=True)
+    remove.set_defaults(run=gallery_cmd.gallery_remove)
+    for sub in (add, listing, remove):
+        sub.add_argument("--bucket", help="bucket whose gallery to use (default: $CLASSCAP_BUCKET)")
+
+    evaluation = commands.add_parser("eval", help="privacy figures on generated clips with exact ground truth")
+    evaluation.add_argument("--suite", default="synthetic", help="synthetic (all suites), or one of easy, classroom, hard")
+    evaluation.add_argument("--policy", action="append", help="policy to evaluate (repeatable; default all, exclude, allow)")
+    evaluation.add_argument("--max-frames", type=int, help="only the first N frames of each clip (a quick look)")
+    evaluation.set_defaults(run=cmd.evaluate)
+
     models = commands.add_parser("models", help="provision the pinned detection models into the user cache")
     models.set_defaults(run=cmd.models)
     return parser
 
 
 def _recording_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", default="all", help="blur policy (default all)")
+    parser.add_argument(
+        "--policy", default="all",
+        help="who is blurred: all, exclude (students in the exclusion gallery), allow (everyone but enrolled staff); add ',background' to blur the room too",
+    )
+    parser.add_argument("--style", choices=("pixelate", "gaussian", "solid"), default="pixelate", help="how faces are hidden")
     parser.add_argument("--audio", choices=("keep", "drop"), default="keep", help="keep or drop the input's audio")
     parser.add_argument("--site", default=os.environ.get("CLASSCAP_SITE", "unassigned-site"), help="school site")
     parser.add_argument("--room", default=os.environ.get("CLASSCAP_ROOM", "unassigned-room"), help="room")

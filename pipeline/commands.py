@@ -6,35 +6,14 @@ import signal
 import sys
 import time
 
-from blur.centerface import CenterFaceDetector
-from blur.detector import BlazeFaceDetector
-from blur.engine import PrivacyEngine
-from blur.models import model_hashes, model_path, provision
+from blur.models import provision
+from blur.policy import parse_policy
 from capture.file import FileSource
 from pipeline.cli import Progress, peak_rss_mb, print_result
-from pipeline.config import Placement, PipelineConfig
+from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.engine_factory import ENGINE_MODELS, build_engine, load_gallery
 from pipeline.recording import Recording, RecordingResult
 from upload.storage import S3Location, StorageSettings, check_bucket, make_client, parse_s3_url
-
-FAST_MODEL = "face_detection_full_range_sparse.tflite"
-STRONG_MODEL = "centerface.onnx"
-ENGINE_MODELS = [FAST_MODEL, STRONG_MODEL]
-
-
-def build_engine(config: PipelineConfig) -> tuple[PrivacyEngine, dict[str, str]]:
-    fast = BlazeFaceDetector(model_path(FAST_MODEL), min_score=config.min_face_score)
-    strong = CenterFaceDetector(
-        model_path(STRONG_MODEL),
-        config.strong_width,
-        config.strong_height,
-        min_score=config.strong_min_score,
-        threads=config.strong_threads,
-    )
-    engine = PrivacyEngine(
-        fast, strong, config.policy, strong_every=config.strong_every, hold_frames=config.hold_frames
-    )
-    return engine, model_hashes(ENGINE_MODELS)
-
 
 def pipeline_config(args) -> PipelineConfig:
     return PipelineConfig(
@@ -43,6 +22,7 @@ def pipeline_config(args) -> PipelineConfig:
         part_size=int(args.part_size_mb * 1024 * 1024),
         policy=args.policy,
         audio=args.audio,
+        style=args.style,
     )
 
 
@@ -51,12 +31,16 @@ def run_recording(source, location: S3Location, placement: Placement, config: Pi
     client = make_client(storage)
     try:
         check_bucket(client, storage, location.bucket)
-        engine, hashes = build_engine(config)
+        gallery = load_gallery(client, storage, location.bucket)
+        if parse_policy(config.policy)[0] in ("exclude", "allow") and not gallery.entries:
+            print(f"classcap: warning: the gallery of bucket {location.bucket} is empty.", file=sys.stderr)
+        engine, hashes = build_engine(config, gallery, wait_for_identity=not source.info.live)
     except BaseException:
         source.close()
         raise
     recording = Recording(
-        source, engine, client, storage, location, placement, config, hashes, on_progress=Progress(source.info.frames)
+        source, engine, client, storage, location, placement, config, hashes,
+        gallery_version=gallery.version, on_progress=Progress(source.info.frames),
     )
     started = time.monotonic()
     with _sigterm_as_interrupt():
@@ -142,6 +126,32 @@ def storage_serve(args) -> int:
                     time.sleep(0.5)
         except KeyboardInterrupt:
             pass
+    return 0
+
+
+def evaluate(args) -> int:
+    from fixtures.suites import SUITES
+    from pipeline.evaluate import POLICIES, evaluate as run_eval
+
+    if args.suite == "synthetic":
+        suites = SUITES
+    elif args.suite in SUITES:
+        suites = {args.suite: SUITES[args.suite]}
+    else:
+        raise ConfigError(f"There is no evaluation suite {args.suite!r}; choose synthetic, {', '.join(SUITES)}.")
+    policies = tuple(args.policy or POLICIES)
+    for policy in policies:
+        PipelineConfig(policy=policy)  # refuses unknown policies with one sentence
+    provision(ENGINE_MODELS, log=lambda line: print(line, file=sys.stderr))
+    started = time.monotonic()
+    results = run_eval(suites, policies, max_frames=args.max_frames, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    for suite, by_policy in results.items():
+        for policy, f in by_policy.items():
+            print(
+                f"{suite:<10} {policy:<10} leak frames {f['leak_frames']:>4}  leak rate {f['leak_rate']:.4f}  "
+                f"visible {f['visible_rate']}  staff visible {f['staff_visible_rate']}  fail-closed {f['fail_closed_frames']}  {f['fps']} fps"
+            )
+    print_result({"suite": args.suite, "seconds": round(time.monotonic() - started, 1), "results": results})
     return 0
 
 

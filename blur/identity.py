@@ -1,0 +1,291 @@
+"""Face identity: dlib's ResNet embeddings of aligned face chips, and the gallery they match.
+
+The frame process only cuts chips (`FaceEmbedder.chip`: a 5-point landmark fit, about 3 ms);
+the ResNet (`embed_chip`, about 110-150 ms a face, holding the GIL) runs in the identity worker
+process (`blur.identity_worker`). The gallery holds pseudonymous ids and embeddings, never
+names or photographs.
+
+Measured on the registry faces (`fixtures.faces`), enrolled from the full-size photograph:
+- the same person in another photograph: 0.33-0.43 (obama vs obama2/obama3);
+- different people: 0.65-0.98 at full size; t1.jpg's six people are the closest pairs;
+- a face shrunk to 24-27 px wide (the back row of a 720p classroom): 0.26-0.57 from its own
+  enrolment (another photograph of obama: 0.44-0.55), but the nearest other identity comes
+  down to 0.56-0.62 (t1_d/t1_e): small faces drift towards everyone, not only themselves, and
+  about 1 in 44 lands within 0.6 of a look-alike at 22-28 px (none at 32 px and up);
+- a redacted face or a grey square: 0.63-0.72 from every enrolled face.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from blur.errors import ModelError, PrivacyError
+from blur.models import sha256_of
+from blur.types import Box
+
+SHAPE_PREDICTOR = "shape_predictor_5_face_landmarks.dat"
+RESNET = "dlib_face_recognition_resnet_model_v1.dat"
+MODEL_FILES = (SHAPE_PREDICTOR, RESNET)
+
+# As shipped in face_recognition_models==0.3.0 (pinned in pyproject.toml).
+MODEL_SHA256 = {
+    SHAPE_PREDICTOR: "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    RESNET: "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+}
+
+EMBEDDING_SIZE = 128
+CHIP_SIZE = 150  # what dlib's ResNet takes
+CHIP_PADDING = 0.25  # dlib's default context around the aligned face
+
+# The landmark fit misplaces eyes on faces a few dozen pixels wide; upscaling the region around
+# the box first brings a 24 px face from 0.53 to 0.44-0.50 of its enrolment (at 44 px: 0.31 to
+# 0.22). Upscaling further (150 px) measured no better than 80-100.
+UPSCALE_TO = 100
+# Context cut around the box before upscaling: the chip's padding reaches about this far.
+CROP_MARGIN = 0.6
+
+# Narrower faces get no chip (ValueError), so their tracks stay as unknown: redacted under
+# `exclude`. 44 shrunk registry faces each (4 sub-pixel shifts, sensor noise), enrolled at full
+# size: at 18 px 8 of 44 missed their own enrolment (≥ 0.6), at 20 px 2, at 22 and 24 px none
+# (worst 0.59 and 0.57).
+MIN_FACE_PX = 22
+
+# dlib's documented operating point: same person below 0.6 on LFW (99.38 %).
+# Excluded students: err towards matching. A missed match leaves a child who may not be recorded
+# visible; a false match only blurs someone. So excluded is checked first, with the looser
+# threshold, and wins over staff. 0.6 catches every face measured from MIN_FACE_PX up (worst
+# 0.59 at 22 px, 0.57 at 24 px, 0.43 at 40 px from another photograph). Going higher is not
+# free: at 22-28 px the nearest *other* identity is already 0.56-0.62, at full size t1_d/t1_e
+# are 0.65 apart, and a redacted or non-face chip is 0.63-0.72 from everyone, so 0.65 would
+# blur look-alikes and match noise.
+EXCLUDED_THRESHOLD = 0.6
+# Staff: a false match leaves a student unblurred under `allow`, so be stricter. The teacher is
+# near the camera (about 100 px), where another photograph of the same person is 0.33-0.43.
+STAFF_THRESHOLD = 0.5
+
+ROLES = ("excluded", "staff")
+ENTRY_SCHEMA = "classcap.gallery-entry/1"
+GALLERY_SCHEMA = "classcap.gallery/1"
+# Pseudonymous ids also name one storage object per person: keep them short and path-safe.
+_PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _model_dir() -> Path:
+    try:
+        import face_recognition_models
+    except ImportError as err:
+        raise ModelError("The face_recognition_models package is not installed; run `make setup`.") from err
+    return Path(face_recognition_models.face_recognition_model_location()).parent
+
+
+def _checked_path(name: str) -> Path:
+    path = _model_dir() / name
+    if not path.is_file():
+        raise ModelError(
+            f"Model {name} is missing from {path.parent}; reinstall face_recognition_models (`make setup`)."
+        )
+    actual = sha256_of(path)
+    if actual != MODEL_SHA256[name]:
+        raise ModelError(
+            f"Model {path} has SHA-256 {actual}, expected {MODEL_SHA256[name]}; reinstall face_recognition_models."
+        )
+    return path
+
+
+def model_hashes() -> dict[str, str]:
+    """SHA-256 of each identity model file, computed from the files and checked against the pins."""
+    return {name: sha256_of(_checked_path(name)) for name in MODEL_FILES}
+
+
+class FaceEmbedder:
+    """Aligned face chips (landmarks) and their 128-d embeddings (ResNet).
+
+    The ResNet is loaded on the first `embed_chip`, so a process that only cuts chips never
+    holds it.
+    """
+
+    def __init__(self, min_face_px: int = MIN_FACE_PX) -> None:
+        import dlib  # imported here: only the processes that need identity pay for it
+
+        self._dlib = dlib
+        self.min_face_px = min_face_px
+        self._predictor = dlib.shape_predictor(str(_checked_path(SHAPE_PREDICTOR)))
+        self._resnet = None
+
+    def chip(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
+        """The 150×150×3 uint8 aligned chip of the face in `box`, from an RGB uint8 frame."""
+        if box.width < self.min_face_px or box.height <= 0:
+            raise ValueError(f"A face {box.width} px wide is too small to identify (minimum {self.min_face_px} px).")
+        height, width = image_rgb.shape[:2]
+        m = CROP_MARGIN
+        region = box.padded(m, m, m, m, width, height)
+        crop = image_rgb[region.y0 : region.y1, region.x0 : region.x1]
+        scale = max(1.0, UPSCALE_TO / box.width)
+        if scale > 1.0:
+            crop = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+        crop = np.ascontiguousarray(crop, dtype=np.uint8)
+        rect = self._dlib.rectangle(
+            int(round((box.x0 - region.x0) * scale)),
+            int(round((box.y0 - region.y0) * scale)),
+            int(round((box.x1 - region.x0) * scale)),
+            int(round((box.y1 - region.y0) * scale)),
+        )
+        shape = self._predictor(crop, rect)
+        return self._dlib.get_face_chip(crop, shape, size=CHIP_SIZE, padding=CHIP_PADDING)
+
+    def embed_chip(self, chip: np.ndarray) -> np.ndarray:
+        """The (128,) float32 embedding of an aligned chip from `chip`."""
+        if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3) or chip.dtype != np.uint8:
+            raise ValueError(f"A face chip is {CHIP_SIZE}×{CHIP_SIZE}×3 uint8, not {chip.shape} {chip.dtype}.")
+        if self._resnet is None:
+            self._resnet = self._dlib.face_recognition_model_v1(str(_checked_path(RESNET)))
+        return np.asarray(self._resnet.compute_face_descriptor(np.ascontiguousarray(chip)), dtype=np.float32)
+
+    def embed(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
+        return self.embed_chip(self.chip(image_rgb, box))
+
+
+# ---------------------------------------------------------------------------------------------
+# Gallery
+
+
+@dataclass(frozen=True)
+class IdentityMatch:
+    """The gallery's answer for one face: who (or None) and how far the nearest embedding was."""
+
+    person_id: str | None
+    role: str | None
+    distance: float
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """One person: a pseudonymous id, a role, and one or more embeddings (never a photograph).
+
+    `embeddings` is stored as a tuple of 128-float tuples, each value rounded to float32, so
+    that equal entries serialize to equal bytes.
+    """
+
+    person_id: str
+    role: str
+    embeddings: tuple[tuple[float, ...], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.person_id, str) or not _PERSON_ID.fullmatch(self.person_id):
+            raise ValueError(
+                f"Person id {self.person_id!r} must be a pseudonymous id of 1-64 letters, digits, '_' or '-'."
+            )
+        if self.role not in ROLES:
+            raise ValueError(f"Role {self.role!r} must be one of {', '.join(ROLES)}.")
+        matrix = np.asarray(self.embeddings, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] < 1 or matrix.shape[1] != EMBEDDING_SIZE:
+            raise ValueError(
+                f"Embeddings of {self.person_id} must be n×{EMBEDDING_SIZE} with n ≥ 1, not {matrix.shape}."
+            )
+        if not np.isfinite(matrix).all():
+            raise ValueError(f"Embeddings of {self.person_id} contain non-finite values.")
+        object.__setattr__(self, "embeddings", tuple(tuple(float(v) for v in row) for row in matrix))
+
+    def matrix(self) -> np.ndarray:
+        return np.asarray(self.embeddings, dtype=np.float32)
+
+    def _doc(self, canonical: bool = False) -> dict:
+        # The order of a person's embeddings carries no meaning: the version sorts them.
+        embeddings = sorted(self.embeddings) if canonical else [list(row) for row in self.embeddings]
+        return {"person_id": self.person_id, "role": self.role, "embeddings": embeddings}
+
+
+def entry_bytes(entry: GalleryEntry) -> bytes:
+    """One person's storage object: JSON with a schema field; parsed back by `entry_from_bytes`."""
+    doc = {"schema": ENTRY_SCHEMA, **entry._doc()}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+def entry_from_bytes(data: bytes) -> GalleryEntry:
+    """Parse `entry_bytes` output; PrivacyError when it is not a valid gallery entry."""
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise PrivacyError(f"A gallery entry is not valid JSON ({err.msg}).") from err
+    if not isinstance(doc, dict) or doc.get("schema") != ENTRY_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise PrivacyError(f"A gallery entry has schema {found!r}, expected {ENTRY_SCHEMA!r}.")
+    missing = [k for k in ("person_id", "role", "embeddings") if k not in doc]
+    if missing:
+        raise PrivacyError(f"A gallery entry lacks the field(s) {', '.join(missing)}.")
+    try:
+        return GalleryEntry(doc["person_id"], doc["role"], tuple(map(tuple, doc["embeddings"])))
+    except (TypeError, ValueError) as err:
+        raise PrivacyError(f"A gallery entry is not valid: {err}") from err
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """The exclusion and staff gallery, matched by nearest embedding.
+
+    A face matches an excluded person when within `excluded_threshold` of any of their
+    embeddings, and a staff member when within `staff_threshold`; excluded wins over staff
+    whatever the distances, so a face close to both is blurred. `version` covers the entries
+    only (not the thresholds), whatever their order.
+    """
+
+    entries: tuple[GalleryEntry, ...] = ()
+    excluded_threshold: float = EXCLUDED_THRESHOLD
+    staff_threshold: float = STAFF_THRESHOLD
+    _matrix: dict = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        entries = tuple(self.entries)
+        ids = [e.person_id for e in entries]
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"Person ids must be unique in a gallery; repeated: {', '.join(twice)}.")
+        object.__setattr__(self, "entries", entries)
+        # Per role: the stacked embeddings and, per row, the index of its entry.
+        matrix = {}
+        for role in ROLES:
+            rows, owners = [], []
+            for i, entry in enumerate(entries):
+                if entry.role == role:
+                    rows.append(entry.matrix())
+                    owners += [i] * len(entry.embeddings)
+            stacked = np.concatenate(rows) if rows else np.zeros((0, EMBEDDING_SIZE), np.float32)
+            matrix[role] = (stacked, np.asarray(owners, dtype=np.intp))
+        object.__setattr__(self, "_matrix", matrix)
+
+    @classmethod
+    def from_entries(cls, entries, **thresholds) -> "Gallery":
+        return cls(tuple(entries), **thresholds)
+
+    @property
+    def version(self) -> str:
+        """SHA-256 hex of the canonical serialization of the entries (order-independent)."""
+        doc = {"schema": GALLERY_SCHEMA, "entries": sorted((e._doc(canonical=True) for e in self.entries),
+                                                           key=lambda d: d["person_id"])}
+        return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    def match(self, embedding: np.ndarray) -> IdentityMatch:
+        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+        if query.shape != (EMBEDDING_SIZE,):
+            raise ValueError(f"An embedding has {EMBEDDING_SIZE} values, not {query.shape[0]}.")
+        nearest = {}
+        for role in ROLES:
+            stacked, owners = self._matrix[role]
+            if len(stacked):
+                distances = np.linalg.norm(stacked - query, axis=1)
+                best = int(np.argmin(distances))
+                nearest[role] = (float(distances[best]), self.entries[owners[best]].person_id)
+        thresholds = {"excluded": self.excluded_threshold, "staff": self.staff_threshold}
+        for role in ROLES:  # excluded first: privacy wins a tie
+            if role in nearest and nearest[role][0] < thresholds[role]:
+                distance, person_id = nearest[role]
+                return IdentityMatch(person_id, role, distance)
+        return IdentityMatch(None, None, min((d for d, _ in nearest.values()), default=math.inf))

@@ -1,0 +1,252 @@
+"""The identity worker: one separate process that embeds face chips and matches them to the gallery.
+
+dlib holds the GIL for the whole ResNet pass (about 110-150 ms a face), so the frame process must
+never run it: it cuts small aligned chips (`FaceEmbedder.chip`) and hands them here. The process
+is started with "spawn", never "fork": the parent runs MediaPipe and onnxruntime thread pools,
+and a forked copy of their locks can deadlock.
+
+Both queues are bounded: at most `max_pending` chips are in flight (submitted, result not yet
+polled), so `submit` refuses instead of queueing without end, and the results can never exceed
+that many either. A refused submit is the caller's backlog signal: keep the track blurred and
+try again later. Not thread-safe: one thread (the privacy stage) owns a worker.
+
+Any failure in the process (an exception, a crash, a kill) makes every later poll, wait or submit
+raise PrivacyError: the caller fails closed and may start a new worker.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import queue
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from blur.errors import ModelError, PrivacyError
+from blur.identity import CHIP_SIZE, FaceEmbedder, Gallery, IdentityMatch, model_hashes
+
+START_TIMEOUT_S = 60.0  # a cold spawn imports numpy, OpenCV and dlib and loads 30 MB of models
+STOP_TIMEOUT_S = 5.0
+_TICK_S = 0.1  # how often a blocked wait looks at whether the process is still alive
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Time the worker spent per chip (ResNet + match), for metrics and the bench."""
+
+    embedded: int
+    embed_ms_mean: float
+    embed_ms_max: float
+
+
+def _serve(gallery: Gallery, requests, results, stop) -> None:
+    """The worker process: load the models, then embed and match chips until told to stop."""
+    try:
+        embedder = FaceEmbedder()
+        embedder.embed_chip(np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8))  # load the ResNet now
+        results.put(("ready", model_hashes()))
+    except ModelError as err:
+        results.put(("error", "model", str(err)))
+        return
+    except Exception as err:  # noqa: BLE001 - anything else is reported, then the process ends
+        results.put(("error", "privacy", f"The identity worker could not load its models: {err!r}."))
+        return
+    parent = mp.parent_process()
+    while True:
+        try:
+            item = requests.get(timeout=0.5)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return  # orphaned: nobody will ever read a result
+            continue
+        if item is None:
+            return
+        if stop.is_set():
+            continue  # closing: drain what is queued without embedding it
+        track_id, chip = item
+        try:
+            start = time.perf_counter()
+            match = gallery.match(embedder.embed_chip(chip))
+            elapsed = time.perf_counter() - start
+        except Exception as err:  # noqa: BLE001 - reported to the parent, then the process ends
+            results.put(("error", "privacy", f"The identity worker failed on track {track_id}: {err!r}."))
+            return
+        results.put(("match", track_id, match, elapsed))
+
+
+class IdentityWorker:
+    """Embeds and matches face chips in one spawned process; results come back by track id.
+
+    The constructor blocks until the process has loaded its models (about 1-2 s), so a missing
+    or damaged model raises ModelError here rather than on the first face.
+    """
+
+    def __init__(self, gallery: Gallery, max_pending: int = 8, start_timeout: float = START_TIMEOUT_S):
+        if max_pending < 1:
+            raise ValueError("max_pending must be at least 1.")
+        self.max_pending = max_pending
+        self.gallery_version = gallery.version
+        ctx = mp.get_context("spawn")
+        self._requests = ctx.Queue(maxsize=max_pending)
+        self._results = ctx.Queue(maxsize=max_pending + 1)  # + the one error that ends the process
+        self._stop = ctx.Event()
+        self._process = ctx.Process(
+            target=_serve, args=(gallery, self._requests, self._results, self._stop),
+            name="classcap-identity", daemon=True,
+        )
+        self._in_flight = 0
+        self._failure: PrivacyError | None = None
+        self._closed = False
+        self._times: list[float] = []
+        self._process.start()
+        try:
+            self.model_hashes = self._await_ready(start_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    def _await_ready(self, timeout: float) -> dict[str, str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                message = self._results.get(timeout=_TICK_S)
+            except queue.Empty:
+                if not self._process.is_alive():
+                    raise PrivacyError(
+                        f"The identity worker exited while starting (exit code {self._process.exitcode})."
+                    ) from None
+                if time.monotonic() > deadline:
+                    raise PrivacyError(f"The identity worker did not start within {timeout:.0f} s.") from None
+                continue
+            if message[0] == "ready":
+                return message[1]
+            self._handle(message)  # an error: raises
+
+    @property
+    def backlog(self) -> int:
+        """Chips submitted whose results have not been polled yet."""
+        return self._in_flight
+
+    @property
+    def pid(self) -> int | None:
+        """The worker process id (None once closed)."""
+        return None if self._closed else self._process.pid
+
+    @property
+    def stats(self) -> WorkerStats:
+        times = self._times
+        if not times:
+            return WorkerStats(0, 0.0, 0.0)
+        return WorkerStats(len(times), 1000 * sum(times) / len(times), 1000 * max(times))
+
+    def submit(self, track_id: int, chip: np.ndarray) -> bool:
+        """Queue a chip without blocking; False when `max_pending` chips are already in flight."""
+        self._check_usable()
+        if not isinstance(chip, np.ndarray) or chip.shape != (CHIP_SIZE, CHIP_SIZE, 3) or chip.dtype != np.uint8:
+            raise ValueError(f"A face chip is a {CHIP_SIZE}×{CHIP_SIZE}×3 uint8 array (FaceEmbedder.chip).")
+        if self._in_flight >= self.max_pending:
+            return False
+        try:
+            self._requests.put_nowait((int(track_id), chip))
+        except queue.Full:
+            return False
+        self._in_flight += 1
+        return True
+
+    def poll(self) -> list[tuple[int, IdentityMatch]]:
+        """Results that have arrived, without blocking."""
+        self._check_usable()
+        out = self._drain()
+        self._check_alive()
+        return out
+
+    def wait(self, track_ids, timeout: float) -> list[tuple[int, IdentityMatch]]:
+        """Block until a result for each of `track_ids` has arrived, or `timeout` seconds passed.
+
+        Returns every result that arrived meanwhile, for these ids or others, so none is lost.
+        """
+        self._check_usable()
+        wanted = {int(t) for t in track_ids}
+        deadline = time.monotonic() + timeout
+        out = self._drain()
+        while True:
+            wanted -= {t for t, _ in out}
+            remaining = deadline - time.monotonic()
+            if not wanted or remaining <= 0:
+                self._check_alive()
+                return out
+            try:
+                message = self._results.get(timeout=min(remaining, _TICK_S))
+            except queue.Empty:
+                self._check_alive()
+                continue
+            out += self._handle(message)
+
+    def close(self) -> None:
+        """Stop the process and wait for it; results still in flight are dropped."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._process.is_alive():
+            try:
+                self._requests.put(None, timeout=1.0)
+            except queue.Full:
+                pass
+            self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(STOP_TIMEOUT_S)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        # A process that died mid-read leaves chips in the pipe; don't let exit wait to flush them.
+        self._requests.cancel_join_thread()
+        self._requests.close()
+        self._results.close()
+        self._process.close()
+
+    def __enter__(self) -> "IdentityWorker":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -----------------------------------------------------------------------------------------
+
+    def _drain(self) -> list[tuple[int, IdentityMatch]]:
+        out = []
+        while True:
+            try:
+                message = self._results.get_nowait()
+            except queue.Empty:
+                return out
+            out += self._handle(message)
+
+    def _handle(self, message) -> list[tuple[int, IdentityMatch]]:
+        if message[0] == "match":
+            _, track_id, match, elapsed = message
+            self._in_flight -= 1
+            self._times.append(elapsed)
+            del self._times[:-1000]  # a running window, not a growing list
+            return [(track_id, match)]
+        _, kind, text = message
+        self._failure = (ModelError if kind == "model" else PrivacyError)(text)
+        raise self._failure
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise PrivacyError("The identity worker is closed.")
+        if self._failure is not None:
+            raise self._failure
+
+    def _check_alive(self) -> None:
+        if self._process.is_alive():
+            return
+        # Whatever it sent before dying is already in the pipe: an error message explains more.
+        self._drain()
+        self._failure = PrivacyError(
+            f"The identity worker process exited unexpectedly (exit code {self._process.exitcode})."
+        )
+        raise self._failure

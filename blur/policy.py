@@ -1,0 +1,164 @@
+"""Who is redacted: the blur policies, and the identity bookkeeping they need, per track.
+
+- `all`: every face.
+- `exclude`: faces of students in the exclusion gallery. A new track counts as excluded until
+  identity work clears it (fail closed); a track that ever matched an excluded student stays
+  redacted for its whole life.
+- `allow`: every face except enrolled staff — needs no pupil biometrics at all.
+
+Identity is asked per track, never per frame, and runs in another process (`IdentityWorker`).
+In batch work the engine waits for the answers, so results are deterministic and nobody is
+blurred only because identity was late; live, it never waits and unanswered tracks stay redacted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from blur.errors import PrivacyError
+from blur.types import Box
+
+log = logging.getLogger(__name__)
+
+FACE_POLICIES = ("all", "exclude", "allow")
+
+UNKNOWN, PENDING, CLEARED, STAFF, EXCLUDED = "unknown", "pending", "cleared", "staff", "excluded"
+_RANK = {UNKNOWN: 0, PENDING: 0, CLEARED: 1, STAFF: 2, EXCLUDED: 3}  # a track only moves up
+
+
+class IdentityService(Protocol):
+    def submit(self, track_id: int, chip: np.ndarray) -> bool: ...
+
+    def poll(self) -> list: ...
+
+    def wait(self, track_ids: Iterable[int], timeout: float) -> list: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class TrackIdentity:
+    state: str = UNKNOWN
+    person_id: str | None = None
+    asked_at: int | None = None  # frame of the last request (or failed attempt)
+    asked_width: int = 0  # face width then: a face that has grown is worth another try
+    outstanding: int = 0  # requests sent and not answered yet
+
+
+def parse_policy(text: str) -> tuple[str, bool]:
+    """`exclude`, `allow,background`, `background` (= all faces + background) → (face policy, background)."""
+    parts = {p.strip() for p in text.replace("+", ",").split(",") if p.strip()}
+    background = "background" in parts
+    parts.discard("background")
+    if len(parts) > 1 or (parts and not parts <= set(FACE_POLICIES)):
+        raise ValueError(
+            f"policy {text!r} is not one of {', '.join(FACE_POLICIES)}, optionally with ',background'"
+        )
+    return (parts.pop() if parts else "all"), background
+
+
+class FacePolicy:
+    def __init__(
+        self,
+        name: str = "all",
+        identity: IdentityService | None = None,
+        chipper: Callable[[np.ndarray, Box], np.ndarray] | None = None,
+        wait_for_identity: bool = False,
+        recheck_frames: int = 90,
+        identity_timeout_s: float = 60.0,
+    ):
+        if name not in FACE_POLICIES:
+            raise ValueError(f"face policy must be one of {', '.join(FACE_POLICIES)}, not {name!r}")
+        self.name = name
+        self.needs_identity = name in ("exclude", "allow")
+        if self.needs_identity and (identity is None or chipper is None):
+            raise PrivacyError(f"The {name} policy needs the identity worker and the face embedder.")
+        self._identity = identity
+        self._chipper = chipper
+        self.wait_for_identity = wait_for_identity
+        self.recheck_frames = recheck_frames
+        self.identity_timeout_s = identity_timeout_s
+        self.tracks: dict[int, TrackIdentity] = {}
+        self.backlog_events = 0  # requests refused because the worker was behind
+        self.timeouts = 0  # batch waits that ran out (those tracks stayed redacted)
+
+    # -- asking
+    def observe(self, index: int, image: np.ndarray, seen: list[tuple[int, Box]]) -> None:
+        """Tracks detected in this frame: ask about new ones, and re-check old ones now and then."""
+        if not self.needs_identity:
+            return
+        self._take(self._identity.poll())
+        for track_id, box in seen:
+            ident = self.tracks.setdefault(track_id, TrackIdentity())
+            if ident.state == EXCLUDED or not self._due(ident, index, box):
+                continue
+            ident.asked_at, ident.asked_width = index, box.width
+            try:
+                chip = self._chipper(image, box)
+            except Exception as err:  # too small or no landmarks: stays as it is (redacted if unknown)
+                log.debug("no face chip for track %d: %s", track_id, err)
+                continue
+            if chip is None:
+                continue
+            if self._identity.submit(track_id, chip):
+                ident.outstanding += 1
+                if ident.state == UNKNOWN:
+                    ident.state = PENDING
+            else:
+                self.backlog_events += 1
+
+    def _due(self, ident: TrackIdentity, index: int, box: Box) -> bool:
+        if ident.asked_at is None:
+            return True
+        if ident.state == PENDING:
+            return False
+        if ident.state == UNKNOWN and box.width >= 1.5 * max(ident.asked_width, 1):
+            return True  # a face that has come closer may now give a chip
+        return index - ident.asked_at >= self.recheck_frames
+
+    def settle(self, track_ids: Iterable[int]) -> None:
+        """Before frames are released: take the answers that are in; in batch, wait for the rest."""
+        if not self.needs_identity:
+            return
+        self._take(self._identity.poll())
+        if not self.wait_for_identity:
+            return
+        waiting = [t for t in set(track_ids) if t in self.tracks and self.tracks[t].outstanding > 0]
+        if not waiting:
+            return
+        self._take(self._identity.wait(waiting, timeout=self.identity_timeout_s))
+        if any(self.tracks[t].outstanding > 0 for t in waiting):
+            self.timeouts += 1  # those tracks keep whatever they had: unknown ones stay redacted
+
+    def _take(self, answers) -> None:
+        for track_id, match in answers:
+            ident = self.tracks.setdefault(track_id, TrackIdentity())
+            ident.outstanding = max(0, ident.outstanding - 1)
+            role = getattr(match, "role", None)
+            state = EXCLUDED if role == "excluded" else STAFF if role == "staff" else CLEARED
+            if _RANK[state] >= _RANK[ident.state]:
+                ident.state = state
+                ident.person_id = getattr(match, "person_id", None) if state != CLEARED else ident.person_id
+
+    # -- deciding
+    def redact(self, track_id: int) -> bool:
+        if self.name == "all":
+            return True
+        state = self.tracks.get(track_id, TrackIdentity()).state
+        if self.name == "exclude":
+            return state not in (CLEARED, STAFF)
+        return state != STAFF  # allow
+
+    def forget(self, alive: set[int]) -> None:
+        """Drop what is known of tracks that have ended (memory stays flat over an hour)."""
+        for track_id in [t for t in self.tracks if t not in alive]:
+            del self.tracks[track_id]
+
+    def close(self) -> None:
+        if self._identity is not None:
+            self._identity.close()

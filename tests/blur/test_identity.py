@@ -1,0 +1,353 @@
+"""Identity: real dlib embeddings of real faces, the gallery, and the identity worker process.
+
+Faults are injected only where a real one cannot be provoked on demand (a damaged model file, a
+malformed request in the worker's queue, a killed worker process).
+"""
+
+import multiprocessing
+import os
+import signal
+import time
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+import blur.identity as identity
+from blur.errors import ModelError, PrivacyError
+from blur.identity import (
+    EXCLUDED_THRESHOLD,
+    MODEL_FILES,
+    MODEL_SHA256,
+    STAFF_THRESHOLD,
+    FaceEmbedder,
+    Gallery,
+    GalleryEntry,
+    IdentityMatch,
+    entry_bytes,
+    entry_from_bytes,
+)
+from blur.identity_worker import IdentityWorker
+from blur.types import Box
+from fixtures.classroom import Classroom, ClassroomSpec
+from fixtures.faces import load_faces
+
+DLIB_SAME_PERSON = 0.6
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return load_faces()
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return FaceEmbedder()
+
+
+@pytest.fixture(scope="module")
+def photos(faces, embedder):
+    """Photo name -> (identity, full-size embedding)."""
+    return {p.name: (p.identity, embedder.embed(p.image, Box(*p.face_box))) for ps in faces.values() for p in ps}
+
+
+@pytest.fixture(scope="module")
+def enrolled(faces, photos):
+    """Identity -> embedding of its first photograph (what a `gallery add` would store)."""
+    return {identity: photos[ps[0].name][1] for identity, ps in faces.items()}
+
+
+def dist(a, b) -> float:
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def test_model_files_are_pinned_and_checked():
+    assert set(identity.model_hashes()) == set(MODEL_FILES)
+    assert identity.model_hashes() == MODEL_SHA256
+
+
+def test_a_damaged_model_file_is_refused(tmp_path, monkeypatch):
+    for name in MODEL_FILES:
+        (tmp_path / name).write_bytes(b"not a model")
+    monkeypatch.setattr(identity, "_model_dir", lambda: tmp_path)  # fault injection: damaged files
+    with pytest.raises(ModelError, match="SHA-256"):
+        identity.model_hashes()
+    with pytest.raises(ModelError, match="SHA-256"):
+        FaceEmbedder()
+    (tmp_path / MODEL_FILES[0]).unlink()
+    with pytest.raises(ModelError, match="missing"):
+        FaceEmbedder()
+
+
+# ---------------------------------------------------------------------------------------------
+# Embeddings of real faces
+
+
+def test_chips_and_embeddings_have_the_documented_shapes(faces, embedder):
+    photo = faces["hanks"][0]
+    chip = embedder.chip(photo.image, Box(*photo.face_box))
+    assert chip.shape == (150, 150, 3) and chip.dtype == np.uint8
+    embedding = embedder.embed_chip(chip)
+    assert embedding.shape == (128,) and embedding.dtype == np.float32
+    with pytest.raises(ValueError):
+        embedder.embed_chip(chip[:100])
+    with pytest.raises(ValueError):
+        embedder.chip(photo.image, Box(5, 5, 5, 20))
+    with pytest.raises(ValueError, match="too small"):
+        embedder.chip(photo.image, Box(10, 10, 10 + identity.MIN_FACE_PX - 1, 30))
+
+
+def test_same_person_matches_across_photos_and_different_people_do_not(photos):
+    obama = photos["obama"][1]
+    for other in ("obama2", "obama3"):
+        assert dist(obama, photos[other][1]) < DLIB_SAME_PERSON, other
+    names = list(photos)
+    closest_strangers = min(
+        (dist(photos[a][1], photos[b][1]), a, b)
+        for i, a in enumerate(names) for b in names[i + 1 :] if photos[a][0] != photos[b][0]
+    )
+    print(f"\nobama vs obama2/obama3: {dist(obama, photos['obama2'][1]):.2f}/{dist(obama, photos['obama3'][1]):.2f}; "
+          f"closest different people: {closest_strangers[1]}-{closest_strangers[2]} {closest_strangers[0]:.2f}")
+    assert closest_strangers[0] >= DLIB_SAME_PERSON
+
+
+def test_classroom_faces_match_their_enrolment_down_to_the_back_row(faces, embedder, enrolled):
+    """Faces cut from synthetic classroom frames (ground-truth boxes, 24-120 px wide) are matched
+    to the right person by a gallery of every identity, and to nobody else."""
+    gallery = Gallery.from_entries(
+        [GalleryEntry(f"p-{identity}", "excluded", e[None]) for identity, e in enrolled.items()]
+    )
+    by_size = defaultdict(list)  # width band -> (own distance, nearest other distance)
+    checked = 0
+    teacher_photos = set()
+    for seed, frames in ((0, (0, 20)), (2, (10,))):
+        classroom = Classroom(ClassroomSpec(seed=seed, duration_s=1.0))
+        teacher_photos |= {p.photo for p in classroom.people if p.role == "teacher"}
+        for frame in classroom.frames(min(frames), max(frames) + 1):
+            if frame.index not in frames:
+                continue
+            for face in frame.faces:
+                x0, y0, x1, y1 = face.box
+                if face.visible_fraction < 0.9 or x0 == 0 or x1 == frame.image.shape[1]:
+                    continue  # half-hidden faces are not expected to be recognisable
+                embedding = embedder.embed(frame.image, Box(*face.box))
+                own = dist(embedding, enrolled[face.identity])
+                other = min(dist(embedding, e) for i, e in enrolled.items() if i != face.identity)
+                by_size[(x1 - x0) // 10 * 10].append((own, other))
+                match = gallery.match(embedding)
+                assert match.person_id == f"p-{face.identity}", (face, own, other)
+                checked += 1
+    print("\nclassroom faces, width band px: worst own distance / closest other identity (n)")
+    for band in sorted(by_size):
+        pairs = by_size[band]
+        worst_own, closest_other = max(o for o, _ in pairs), min(x for _, x in pairs)
+        print(f"  {band:3d}-{band + 9:3d}: {worst_own:.2f} / {closest_other:.2f} ({len(pairs)})")
+    assert teacher_photos == {"obama", "obama3"}  # seed 2's teacher is not the enrolment photograph
+    assert min(by_size) <= 20, "no back-row faces (~26 px) were checked"
+    assert max(by_size) >= 100 and checked >= 20
+
+
+def test_small_faces_do_not_pass_as_staff(faces, embedder, enrolled):
+    """Under `allow` a false staff match leaves a student visible: no student face, however small,
+    comes within the staff threshold of the teacher; the teacher, in another photograph, does."""
+    gallery = Gallery.from_entries([GalleryEntry("staff-1", "staff", enrolled["obama"][None])])
+    classroom = Classroom(ClassroomSpec(seed=1, duration_s=0.5))
+    assert [p.photo for p in classroom.people if p.role == "teacher"] == ["obama2"]
+    frame = next(iter(classroom.frames(0, 1)))
+    roles = set()
+    for face in frame.faces:
+        if face.visible_fraction < 0.9:
+            continue
+        match = gallery.match(embedder.embed(frame.image, Box(*face.box)))
+        roles.add(face.role)
+        assert (match.role == "staff") == (face.identity == "obama"), (face, match)
+    assert roles == {"teacher", "student"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Gallery
+
+
+def fake_embedding(seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0, 0.1, 128).astype(np.float32)
+
+
+def test_gallery_version_follows_entries_not_their_order():
+    a = GalleryEntry("stu-0001", "excluded", fake_embedding(1)[None])
+    b = GalleryEntry("stu-0002", "excluded", np.stack([fake_embedding(2), fake_embedding(3)]))
+    c = GalleryEntry("staff-01", "staff", fake_embedding(4)[None])
+    base = Gallery.from_entries([a, b, c]).version
+    assert len(base) == 64 and int(base, 16) >= 0
+    assert Gallery.from_entries([c, a, b]).version == base
+    assert Gallery.from_entries([a, c, b], excluded_threshold=0.7).version == base  # thresholds are config
+    b_swapped = GalleryEntry("stu-0002", "excluded", np.stack([fake_embedding(3), fake_embedding(2)]))
+    assert Gallery.from_entries([a, b_swapped, c]).version == base
+    changed = {
+        "removed": [a, b],
+        "added": [a, b, c, GalleryEntry("stu-0003", "excluded", fake_embedding(5)[None])],
+        "role changed": [a, b, GalleryEntry("staff-01", "excluded", c.embeddings)],
+        "embedding changed": [a, b, GalleryEntry("staff-01", "staff", fake_embedding(6)[None])],
+        "embedding added": [a, b, GalleryEntry("staff-01", "staff", np.stack([fake_embedding(4), fake_embedding(6)]))],
+    }
+    versions = {what: Gallery.from_entries(entries).version for what, entries in changed.items()}
+    assert base not in versions.values()
+    assert len(set(versions.values())) == len(versions)
+    assert Gallery().version == Gallery.from_entries([]).version != base
+
+
+def test_entry_bytes_round_trip_and_reject_damage():
+    entry = GalleryEntry("stu-0001", "excluded", np.stack([fake_embedding(1), fake_embedding(2)]))
+    data = entry_bytes(entry)
+    assert entry_from_bytes(data) == entry
+    assert entry_bytes(entry_from_bytes(data)) == data
+    assert np.array_equal(entry_from_bytes(data).matrix(), entry.matrix())
+    # Same values given as tuples or as an array: the same entry, the same bytes.
+    as_tuples = GalleryEntry("stu-0001", "excluded", tuple(tuple(map(float, row)) for row in entry.matrix()))
+    assert as_tuples == entry and entry_bytes(as_tuples) == data
+    for bad in (b"{", b"[]", data.replace(b"classcap.gallery-entry/1", b"classcap.gallery-entry/9"),
+                data.replace(b'"excluded"', b'"visitor"'), b'{"schema": "classcap.gallery-entry/1"}'):
+        with pytest.raises(PrivacyError):
+            entry_from_bytes(bad)
+
+
+def test_entries_take_pseudonymous_ids_and_valid_embeddings_only():
+    for bad_id in ("Jane Smith", "", "../x", "a" * 65):
+        with pytest.raises(ValueError):
+            GalleryEntry(bad_id, "excluded", fake_embedding(1)[None])
+    with pytest.raises(ValueError):
+        GalleryEntry("stu-1", "teacher", fake_embedding(1)[None])
+    for bad in (np.zeros((0, 128)), np.zeros((1, 64)), np.full((1, 128), np.nan)):
+        with pytest.raises(ValueError):
+            GalleryEntry("stu-1", "excluded", bad)
+    e = GalleryEntry("stu-1", "excluded", fake_embedding(1)[None])
+    with pytest.raises(ValueError, match="repeated"):
+        Gallery.from_entries([e, e])
+
+
+def test_match_prefers_excluded_and_uses_each_roles_threshold():
+    base = fake_embedding(1)
+    staff = GalleryEntry("staff-01", "staff", base[None])
+    near = base.copy()
+    near[0] += 0.45  # 0.45 from staff-01
+    student = GalleryEntry("stu-0001", "excluded", near[None])
+    gallery = Gallery.from_entries([staff, student])
+    assert gallery.match(base) == IdentityMatch("stu-0001", "excluded", pytest.approx(0.45, abs=1e-5))
+    probe = base.copy()
+    probe[0] -= 0.3  # 0.3 from staff, 0.75 from the student
+    assert gallery.match(probe).person_id == "staff-01"
+    probe[0] -= 0.25  # 0.55 from staff: above the staff threshold
+    assert gallery.match(probe) == IdentityMatch(None, None, pytest.approx(0.55, abs=1e-5))
+    assert Gallery.from_entries([staff, student], staff_threshold=0.6).match(probe).person_id == "staff-01"
+    assert Gallery().match(base) == IdentityMatch(None, None, float("inf"))
+    assert STAFF_THRESHOLD < EXCLUDED_THRESHOLD == DLIB_SAME_PERSON
+
+
+# ---------------------------------------------------------------------------------------------
+# Identity worker
+
+
+@pytest.fixture(scope="module")
+def chips(faces, embedder):
+    return {p.name: embedder.chip(p.image, Box(*p.face_box)) for ps in faces.values() for p in ps}
+
+
+@pytest.fixture(scope="module")
+def gallery(enrolled):
+    return Gallery.from_entries([
+        GalleryEntry("stu-biden", "excluded", enrolled["biden"][None]),
+        GalleryEntry("staff-obama", "staff", enrolled["obama"][None]),
+    ])
+
+
+def no_child(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_worker_embeds_and_matches_submitted_chips(gallery, chips):
+    with IdentityWorker(gallery) as worker:
+        assert worker.model_hashes == MODEL_SHA256
+        assert worker.gallery_version == gallery.version
+        round_trips = []
+        for track_id, name in enumerate(("obama2", "biden", "t1_a")):
+            start = time.perf_counter()
+            assert worker.submit(track_id, chips[name])
+            [(got, match)] = worker.wait([track_id], timeout=10)
+            round_trips.append(time.perf_counter() - start)
+            assert got == track_id
+            expected = {"obama2": ("staff-obama", "staff"), "biden": ("stu-biden", "excluded"), "t1_a": (None, None)}
+            assert (match.person_id, match.role) == expected[name]
+        assert worker.backlog == 0 and worker.poll() == []
+        stats = worker.stats
+        round_trip_ms = 1000 * np.mean(round_trips)
+        print(f"\nworker: embed {stats.embed_ms_mean:.0f} ms/chip (max {stats.embed_ms_max:.0f}), round trip "
+              f"{round_trip_ms:.0f} ms: {round_trip_ms - stats.embed_ms_mean:.1f} ms over the embed")
+        assert stats.embedded == 3
+
+
+def test_worker_refuses_work_beyond_its_backlog(gallery, chips):
+    with IdentityWorker(gallery, max_pending=2) as worker:
+        assert worker.submit(1, chips["obama"]) and worker.submit(2, chips["biden"])
+        assert worker.backlog == 2
+        assert not worker.submit(3, chips["hanks"])  # returns at once: the caller keeps track 3 redacted
+        results = dict(worker.wait([1, 2], timeout=10))
+        assert set(results) == {1, 2} and worker.backlog == 0
+        assert results[2].person_id == "stu-biden"
+        assert worker.submit(3, chips["hanks"])
+        deadline = time.monotonic() + 10
+        got = []
+        while not got and time.monotonic() < deadline:
+            got = worker.poll()
+            time.sleep(0.02)
+        assert [t for t, _ in got] == [3] and got[0][1].person_id is None
+
+
+def test_an_exception_in_the_worker_surfaces_as_privacy_error(gallery, chips):
+    with IdentityWorker(gallery) as worker:
+        pid = worker.pid
+        worker._requests.put((9, "not a chip"))  # fault injection: a request submit() would refuse
+        worker._in_flight += 1
+        with pytest.raises(PrivacyError, match="track 9"):
+            worker.wait([9], timeout=10)
+        with pytest.raises(PrivacyError):
+            worker.poll()  # the worker stays failed: the caller must fail closed
+        with pytest.raises(PrivacyError):
+            worker.submit(10, chips["obama"])
+    assert no_child(pid)
+
+
+def test_a_dead_worker_process_surfaces_as_privacy_error(gallery, chips):
+    worker = IdentityWorker(gallery)
+    pid = worker.pid
+    try:
+        assert worker.submit(1, chips["obama"])
+        os.kill(pid, signal.SIGKILL)  # fault injection: the process dies (OOM killer, crash)
+        with pytest.raises(PrivacyError, match="exited unexpectedly"):
+            worker.wait([1], timeout=10)
+        with pytest.raises(PrivacyError):
+            worker.poll()
+    finally:
+        worker.close()
+    assert no_child(pid)
+
+
+def test_close_stops_the_process_and_leaves_no_child(gallery, chips):
+    worker = IdentityWorker(gallery, max_pending=4)
+    pid = worker.pid
+    for track_id in range(4):
+        assert worker.submit(track_id, chips["t1_b"])  # work still queued when closing
+    start = time.perf_counter()
+    worker.close()
+    assert time.perf_counter() - start < 2.0
+    assert no_child(pid)
+    assert all(p.pid != pid for p in multiprocessing.active_children())
+    worker.close()  # twice is harmless
+    with pytest.raises(PrivacyError, match="closed"):
+        worker.poll()

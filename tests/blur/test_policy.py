@@ -1,0 +1,141 @@
+"""Who is redacted, per track: exclude, allow, fail closed until identity clears a face."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from blur.engine import PrivacyEngine
+from blur.policy import FacePolicy, parse_policy
+from blur.types import Box, Detection
+
+W, H = 640, 360
+FACE = Box(200, 100, 240, 150)
+OTHER = Box(400, 100, 440, 150)
+
+
+@dataclass(frozen=True)
+class Match:
+    person_id: str | None
+    role: str | None
+    distance: float = 0.3
+
+
+class Scripted:
+    """Detector that sees the given boxes on every frame."""
+
+    def __init__(self, boxes):
+        self.boxes = boxes
+
+    def detect(self, image):
+        return [Detection(b, 0.9) for b in self.boxes]
+
+    def close(self):
+        pass
+
+
+class ScriptedIdentity:
+    """Answers each submitted track with the next scripted answer for its box (fault/answer injection)."""
+
+    def __init__(self, answers, capacity=8):
+        self.answers = answers  # list of Match, consumed per submission, keyed by submission order
+        self.capacity = capacity
+        self.inbox: list = []
+        self.submitted = 0
+
+    def submit(self, track_id, chip):
+        if len(self.inbox) >= self.capacity:
+            return False
+        self.inbox.append((track_id, self.answers[min(self.submitted, len(self.answers) - 1)]))
+        self.submitted += 1
+        return True
+
+    def poll(self):
+        return []  # answers only arrive when waited for: lets tests see the live, unanswered state
+
+    def wait(self, track_ids, timeout):
+        out, self.inbox = self.inbox, []
+        return out
+
+    def close(self):
+        pass
+
+
+def textured(seed=0):
+    return np.random.default_rng(seed).integers(0, 255, (H, W, 3), dtype=np.uint8)
+
+
+def hidden(image, box, original):
+    a = image[box.y0 : box.y1, box.x0 : box.x1].astype(np.int16)
+    b = original[box.y0 : box.y1, box.x0 : box.x1].astype(np.int16)
+    return bool(np.abs(np.diff(a, axis=1)).mean() < 0.3 * np.abs(np.diff(b, axis=1)).mean())
+
+
+def run(engine, n):
+    out = []
+    for i in range(n):
+        out += engine.push(textured(i), i)
+    return out + engine.flush()
+
+
+def engine_with(policy, answers, boxes=(FACE,), wait=True, recheck=90, capacity=8):
+    identity = ScriptedIdentity(answers, capacity)
+    face_policy = FacePolicy(policy, identity, chipper=lambda image, box: image[box.y0 : box.y1, box.x0 : box.x1],
+                             wait_for_identity=wait, recheck_frames=recheck)
+    return PrivacyEngine(Scripted(list(boxes)), policy=face_policy), identity
+
+
+def test_exclude_shows_a_face_identity_cleared_and_hides_an_excluded_one():
+    engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], boxes=(FACE, OTHER))
+    for image, i, _ in run(engine, 5):
+        assert not hidden(image, FACE, textured(i)), i  # cleared: the teacher's practice stays visible
+        assert hidden(image, OTHER, textured(i)), i
+
+
+def test_exclude_hides_a_new_face_until_identity_answers_when_live():
+    engine, identity = engine_with("exclude", [Match(None, None)], wait=False)
+    [(image, _, _)] = engine.push(textured(0), 0)
+    assert hidden(image, FACE, textured(0))  # no answer yet: fail closed
+    engine.policy._take(identity.wait([1], 0))  # the answer arrives
+    [(image, _, _)] = engine.push(textured(1), 1)
+    assert not hidden(image, FACE, textured(1))
+
+
+def test_a_track_that_matched_once_stays_redacted_when_later_checks_do_not_match():
+    # the first look matches an excluded student; re-checks (as they turn away) no longer match
+    engine, identity = engine_with("exclude", [Match("s-17", "excluded"), Match(None, None)], recheck=2)
+    out = run(engine, 12)
+    assert identity.submitted == 1  # an excluded track is never asked about again
+    assert all(hidden(image, FACE, textured(i)) for image, i, _ in out)
+
+
+def test_a_cleared_track_that_matches_on_a_recheck_is_hidden_from_then_on():
+    engine, identity = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], recheck=3)
+    out = run(engine, 8)
+    assert identity.submitted >= 2
+    states = [hidden(image, FACE, textured(i)) for image, i, _ in out]
+    assert states[0] is False and states[-1] is True and states == sorted(states)
+
+
+def test_allow_shows_staff_only():
+    engine, _ = engine_with("allow", [Match("t-1", "staff"), Match(None, None)], boxes=(FACE, OTHER))
+    for image, i, _ in run(engine, 4):
+        assert not hidden(image, FACE, textured(i)) and hidden(image, OTHER, textured(i))
+
+
+def test_an_identity_backlog_keeps_faces_redacted_and_is_counted():
+    engine, _ = engine_with("exclude", [Match(None, None)], boxes=(FACE, OTHER), wait=False, capacity=1)
+    out = run(engine, 3)
+    assert engine.policy.backlog_events >= 1
+    assert all(hidden(image, OTHER, textured(i)) for image, i, _ in out)
+
+
+def test_policy_names():
+    assert parse_policy("exclude") == ("exclude", False)
+    assert parse_policy("allow,background") == ("allow", True)
+    assert parse_policy("background") == ("all", True)
+    for bad in ("everyone", "exclude,allow"):
+        try:
+            parse_policy(bad)
+        except ValueError:
+            continue
+        raise AssertionError(bad)
