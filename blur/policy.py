@@ -97,20 +97,31 @@ class FacePolicy:
             ident = self.tracks.setdefault(track_id, TrackIdentity())
             if ident.state == EXCLUDED or not self._due(ident, index, box):
                 continue
-            ident.asked_at, ident.asked_width = index, box.width
             try:
                 chip = self._chipper(image, box)
             except Exception as err:  # too small or no landmarks: stays as it is (redacted if unknown)
                 log.debug("no face chip for track %d: %s", track_id, err)
-                continue
+                chip = None
             if chip is None:
+                ident.asked_at, ident.asked_width = index, box.width
                 continue
-            if self._identity.submit(track_id, chip):
-                ident.outstanding += 1
-                if ident.state == UNKNOWN:
-                    ident.state = PENDING
-            else:
+            if not self._submit(track_id, chip):
                 self.backlog_events += 1
+                continue  # asked again the next time the face is seen
+            ident.asked_at, ident.asked_width = index, box.width
+            ident.outstanding += 1
+            if ident.state == UNKNOWN:
+                ident.state = PENDING
+
+    def _submit(self, track_id: int, chip: np.ndarray) -> bool:
+        """Live, a full worker means "not now". In batch work there is time: wait for room."""
+        if self._identity.submit(track_id, chip):
+            return True
+        if not self.wait_for_identity:
+            return False
+        busy = [t for t, ident in self.tracks.items() if ident.outstanding > 0]
+        self._take(self._identity.wait(busy, timeout=self.identity_timeout_s))
+        return self._identity.submit(track_id, chip)
 
     def _due(self, ident: TrackIdentity, index: int, box: Box) -> bool:
         if ident.asked_at is None:

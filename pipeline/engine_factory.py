@@ -36,8 +36,7 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
     """
     face_policy, background = parse_policy(config.policy)
     used = [FAST_MODEL, STRONG_MODEL] + ([SEGMENTATION_MODEL] if background else [])
-    policy = FacePolicy(face_policy)
-    if policy.needs_identity:
+    if face_policy in ("exclude", "allow"):
         from blur.identity import FaceEmbedder
         from blur.identity import model_hashes as identity_hashes
         from blur.identity_worker import IdentityWorker
@@ -54,6 +53,7 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         )
         hashes = {**model_hashes(used), **identity_hashes()}
     else:
+        policy = FacePolicy(face_policy)
         hashes = model_hashes(used)
     try:
         fast = BlazeFaceDetector(model_path(FAST_MODEL), min_score=config.min_face_score)
