@@ -45,12 +45,18 @@ def test_the_trace_check_catches_a_write(tmp_path):
     assert [line for line in write_opens(trace) if str(target) in line]
 
 
-def test_process_opens_no_local_file_for_writing(seaweed, classroom_clip, bucket, tmp_path):
+def test_process_opens_no_local_file_for_writing(seaweed, classcap, classroom_clip, bucket, tmp_path):
     from conftest import CLASSCAP, storage_env
+    from fixtures.faces import default_cache_dir, load_faces
 
+    # every stage that could write runs: detectors, the identity worker process, segmentation
+    load_faces()
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    enrol = classcap("gallery", "add", "--id", "s-1", "--role", "excluded", default_cache_dir() / "biden.jpg", env=env)
+    assert enrol.returncode == 0, enrol.stderr
     done, trace = strace(
-        *CLASSCAP, "process", classroom_clip.path, "--to", f"s3://{bucket}/recordings",
-        env=storage_env(seaweed), tmp_path=tmp_path,
+        *CLASSCAP, "process", classroom_clip.path, "--to", f"s3://{bucket}/recordings", "--policy", "exclude,background",
+        env=env, tmp_path=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     assert '"' + str(classroom_clip.path) + '"' in trace  # the trace did see the run
