@@ -109,7 +109,7 @@ class PrivacyEngine:
         found = merge_overlapping(found)
         tracks = self._tracker.update(index, found, width, height)
         seen = [t for t in tracks if t.last_seen == index]
-        self.policy.observe(index, image, [(t.track_id, t.box) for t in seen])
+        self.policy.observe(index, image, [(t.track_id, t.box, t.score) for t in seen])
         faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
         self._pending.append(_Pending(index, image, tag, faces, len(found), fail_closed=False))
         if not anchor:

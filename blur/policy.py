@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -47,7 +48,9 @@ class TrackIdentity:
     person_id: str | None = None
     asked_at: int | None = None  # frame of the last request (or failed attempt)
     asked_width: int = 0  # face width then: a face that has grown is worth another try
+    asked_score: float = 0.0  # detection confidence then: a face seen better is worth another try
     outstanding: int = 0  # requests sent and not answered yet
+    may_clear: deque = field(default_factory=deque)  # per outstanding request: was the chip good?
 
 
 def parse_policy(text: str) -> tuple[str, bool]:
@@ -67,9 +70,10 @@ class FacePolicy:
         self,
         name: str = "all",
         identity: IdentityService | None = None,
-        chipper: Callable[[np.ndarray, Box], np.ndarray] | None = None,
+        chipper: Callable[[np.ndarray, Box], tuple[np.ndarray, bool]] | None = None,
         wait_for_identity: bool = False,
         recheck_frames: int = 90,
+        retry_frames: int = 10,
         identity_timeout_s: float = 60.0,
     ):
         if name not in FACE_POLICIES:
@@ -82,36 +86,50 @@ class FacePolicy:
         self._chipper = chipper
         self.wait_for_identity = wait_for_identity
         self.recheck_frames = recheck_frames
+        self.retry_frames = retry_frames
         self.identity_timeout_s = identity_timeout_s
         self.tracks: dict[int, TrackIdentity] = {}
         self.backlog_events = 0  # requests refused because the worker was behind
         self.timeouts = 0  # batch waits that ran out (those tracks stayed redacted)
 
     # -- asking
-    def observe(self, index: int, image: np.ndarray, seen: list[tuple[int, Box]]) -> None:
+    def observe(self, index: int, image: np.ndarray, seen: list[tuple[int, Box, float]]) -> None:
         """Tracks detected in this frame: ask about new ones, and re-check old ones now and then."""
         if not self.needs_identity:
             return
         self._take(self._identity.poll())
-        for track_id, box in seen:
+        for track_id, box, score in seen:
             ident = self.tracks.setdefault(track_id, TrackIdentity())
-            if ident.state == EXCLUDED or not self._due(ident, index, box):
+            if ident.state == EXCLUDED or not self._due(ident, index, box, score):
                 continue
             try:
-                chip = self._chipper(image, box)
+                chip, good = self._chipper(image, box)
             except Exception as err:  # too small or no landmarks: stays as it is (redacted if unknown)
                 log.debug("no face chip for track %d: %s", track_id, err)
-                chip = None
+                chip, good = None, False
             if chip is None:
-                ident.asked_at, ident.asked_width = index, box.width
+                ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
                 continue
             if not self._submit(track_id, chip):
                 self.backlog_events += 1
                 continue  # asked again the next time the face is seen
-            ident.asked_at, ident.asked_width = index, box.width
+            ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
             ident.outstanding += 1
+            ident.may_clear.append(good)
             if ident.state == UNKNOWN:
                 ident.state = PENDING
+
+    def _due(self, ident: TrackIdentity, index: int, box: Box, score: float) -> bool:
+        if ident.asked_at is None:
+            return True
+        if ident.state == PENDING:
+            return False
+        since = index - ident.asked_at
+        if ident.state == UNKNOWN and (since >= self.retry_frames or box.width >= 1.5 * max(ident.asked_width, 1)):
+            return True  # not seen well enough yet: try again soon, or when the face has come closer
+        if since >= self.retry_frames and score >= ident.asked_score + 0.15:
+            return True  # seen clearly better than when last asked (turned to the camera, lights up)
+        return since >= self.recheck_frames
 
     def _submit(self, track_id: int, chip: np.ndarray) -> bool:
         """Live, a full worker means "not now". In batch work there is time: wait for room."""
@@ -122,15 +140,6 @@ class FacePolicy:
         busy = [t for t, ident in self.tracks.items() if ident.outstanding > 0]
         self._take(self._identity.wait(busy, timeout=self.identity_timeout_s))
         return self._identity.submit(track_id, chip)
-
-    def _due(self, ident: TrackIdentity, index: int, box: Box) -> bool:
-        if ident.asked_at is None:
-            return True
-        if ident.state == PENDING:
-            return False
-        if ident.state == UNKNOWN and box.width >= 1.5 * max(ident.asked_width, 1):
-            return True  # a face that has come closer may now give a chip
-        return index - ident.asked_at >= self.recheck_frames
 
     def settle(self, track_ids: Iterable[int]) -> None:
         """Before frames are released: take the answers that are in; in batch, wait for the rest."""
@@ -150,8 +159,14 @@ class FacePolicy:
         for track_id, match in answers:
             ident = self.tracks.setdefault(track_id, TrackIdentity())
             ident.outstanding = max(0, ident.outstanding - 1)
+            good = ident.may_clear.popleft() if ident.may_clear else False
             role = getattr(match, "role", None)
             state = EXCLUDED if role == "excluded" else STAFF if role == "staff" else CLEARED
+            if state == CLEARED and not good:
+                # No match on a poor view (dark, turned) says nothing: stay unknown, ask again.
+                if ident.state == PENDING and ident.outstanding == 0:
+                    ident.state = UNKNOWN
+                continue
             if _RANK[state] >= _RANK[ident.state]:
                 ident.state = state
                 ident.person_id = getattr(match, "person_id", None) if state != CLEARED else ident.person_id

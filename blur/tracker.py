@@ -31,6 +31,7 @@ class Track:
     hits: int = 1
     vx: float = 0.0  # centre velocity, pixels per frame
     vy: float = 0.0
+    score: float = 0.0  # the latest detection's confidence: higher when the face is seen well
 
     def predicted(self, frame: int, width: int, height: int) -> Box:
         """Where the face is expected at `frame`: moved by its velocity, grown while unseen."""
@@ -102,9 +103,10 @@ class FaceTracker:
             used_d.add(d_index)
             used_t.add(track.track_id)
             self._follow(track, detections[d_index].box, frame)
+            track.score = detections[d_index].score
         for d_index, det in enumerate(detections):
             if d_index not in used_d:
-                self.tracks.append(Track(self._next_id, det.box, frame, frame))
+                self.tracks.append(Track(self._next_id, det.box, frame, frame, score=det.score))
                 self._next_id += 1
         return list(self.tracks)
 

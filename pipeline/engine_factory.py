@@ -44,10 +44,15 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         if gallery is None:
             raise ValueError("the exclude and allow policies need a gallery")
         embedder = FaceEmbedder()
+
+        def chipper(image, box):
+            chip, quality = embedder.chip_and_quality(image, box)
+            return chip, quality.can_clear
+
         policy = FacePolicy(
             face_policy,
             identity=IdentityWorker(gallery, max_pending=config.identity_backlog),
-            chipper=embedder.chip,
+            chipper=chipper,
             wait_for_identity=wait_for_identity,
             recheck_frames=config.identity_recheck_frames,
         )

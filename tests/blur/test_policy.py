@@ -77,9 +77,9 @@ def run(engine, n):
     return out + engine.flush()
 
 
-def engine_with(policy, answers, boxes=(FACE,), wait=True, recheck=90, capacity=8):
+def engine_with(policy, answers, boxes=(FACE,), wait=True, recheck=90, capacity=8, good_view=True):
     identity = ScriptedIdentity(answers, capacity)
-    face_policy = FacePolicy(policy, identity, chipper=lambda image, box: image[box.y0 : box.y1, box.x0 : box.x1],
+    face_policy = FacePolicy(policy, identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], good_view),
                              wait_for_identity=wait, recheck_frames=recheck)
     return PrivacyEngine(Scripted(list(boxes)), policy=face_policy), identity
 
@@ -114,6 +114,14 @@ def test_a_cleared_track_that_matches_on_a_recheck_is_hidden_from_then_on():
     assert identity.submitted >= 2
     states = [hidden(image, FACE, textured(i)) for image, i, _ in out]
     assert states[0] is False and states[-1] is True and states == sorted(states)
+
+
+def test_no_match_on_a_poor_view_does_not_clear_a_face():
+    # identity answers "nobody", but every chip was dark or turned: the face stays hidden
+    engine, identity = engine_with("exclude", [Match(None, None)], good_view=False)
+    out = run(engine, 25)
+    assert all(hidden(image, FACE, textured(i)) for image, i, _ in out)
+    assert identity.submitted >= 2  # and it kept asking
 
 
 def test_allow_shows_staff_only():

@@ -1,0 +1,22 @@
+"""`classcap eval`: the privacy figures on generated clips, held to the targets DESIGN.md sets."""
+
+KEYS = {"leak_frames", "leak_rate", "visible_rate", "staff_visible_rate", "fail_closed_frames", "fps"}
+
+
+def test_eval_on_the_easy_suite_meets_the_privacy_targets(classcap):
+    run = classcap("eval", "--suite", "easy", "--max-frames", "45", timeout=900)
+    assert run.returncode == 0, run.stderr
+    results = run.result["results"]["easy"]
+    assert set(results) == {"all", "exclude", "allow"}
+    for figures in results.values():
+        assert KEYS <= set(figures)
+        assert figures["frames"] == 90 and figures["faces_to_hide"] > 0
+        assert figures["leak_frames"] == 0 and figures["fail_closed_frames"] == 0
+    assert results["all"]["visible_rate"] is None  # under `all` nothing may be shown
+    assert results["exclude"]["visible_rate"] >= 0.95
+    assert results["allow"]["staff_visible_rate"] >= 0.90
+
+
+def test_eval_refuses_an_unknown_suite(classcap):
+    run = classcap("eval", "--suite", "gym")
+    assert run.returncode != 0 and "no evaluation suite" in run.stderr.lower()
