@@ -62,6 +62,7 @@ class PrivacyEngine:
         policy: FacePolicy | None = None,
         strong_every: int = 3,
         hold_frames: int = 15,
+        long_hold_frames: int = 90,
         style: str = "pixelate",
         background=None,  # blur.background.BackgroundBlur, or None
     ):
@@ -73,7 +74,7 @@ class PrivacyEngine:
         self._redact = REDACTORS[style]
         self._background = background
         self.strong_every = max(1, strong_every) if strong else 1
-        self._tracker = FaceTracker(hold_frames=hold_frames)
+        self._tracker = FaceTracker(hold_frames=hold_frames, long_hold_frames=long_hold_frames)
         self._pending: deque[_Pending] = deque()
         self._index = 0
         self._last_anchor: dict[int, tuple[int, Box]] = {}  # track id -> (anchor frame, box there)

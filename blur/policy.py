@@ -50,7 +50,17 @@ class TrackIdentity:
     asked_width: int = 0  # face width then: a face that has grown is worth another try
     asked_score: float = 0.0  # detection confidence then: a face seen better is worth another try
     outstanding: int = 0  # requests sent and not answered yet
+    last_box: Box | None = None
+    last_seen: int = 0
     may_clear: deque = field(default_factory=deque)  # per outstanding request: was the chip good?
+
+
+def _same_place(a: Box, b: Box) -> bool:
+    """Two face boxes close enough (centres within one face width, similar size) to be one seat."""
+    dx = (a.x0 + a.x1 - b.x0 - b.x1) / 2
+    dy = (a.y0 + a.y1 - b.y0 - b.y1) / 2
+    width = max(a.width, b.width, 1)
+    return (dx * dx + dy * dy) ** 0.5 <= width and 0.5 <= a.width / max(b.width, 1) <= 2.0
 
 
 def parse_policy(text: str) -> tuple[str, bool]:
@@ -74,6 +84,7 @@ class FacePolicy:
         wait_for_identity: bool = False,
         recheck_frames: int = 90,
         retry_frames: int = 10,
+        ghost_frames: int = 300,
         identity_timeout_s: float = 60.0,
     ):
         if name not in FACE_POLICIES:
@@ -89,6 +100,11 @@ class FacePolicy:
         self.retry_frames = retry_frames
         self.identity_timeout_s = identity_timeout_s
         self.tracks: dict[int, TrackIdentity] = {}
+        # Where excluded students were when their tracks ended: someone who looks away for a
+        # while comes back as a new track in the same place, first seen at a poor angle. A new
+        # track there inherits the exclusion instead of being cleared on that poor view.
+        self.ghosts: list[tuple[Box, int]] = []  # (last box, frame it was last seen)
+        self.ghost_frames = ghost_frames
         self.backlog_events = 0  # requests refused because the worker was behind
         self.timeouts = 0  # batch waits that ran out (those tracks stayed redacted)
 
@@ -98,8 +114,12 @@ class FacePolicy:
         if not self.needs_identity:
             return
         self._take(self._identity.poll())
+        self.ghosts = [(b, at) for b, at in self.ghosts if index - at <= self.ghost_frames]
         for track_id, box, score in seen:
+            if track_id not in self.tracks and any(_same_place(box, b) for b, _ in self.ghosts):
+                self.tracks[track_id] = TrackIdentity(state=EXCLUDED, person_id="(inherited)")
             ident = self.tracks.setdefault(track_id, TrackIdentity())
+            ident.last_box, ident.last_seen = box, index
             if ident.state == EXCLUDED or not self._due(ident, index, box, score):
                 continue
             try:
@@ -183,7 +203,9 @@ class FacePolicy:
     def forget(self, alive: set[int]) -> None:
         """Drop what is known of tracks that have ended (memory stays flat over an hour)."""
         for track_id in [t for t in self.tracks if t not in alive]:
-            del self.tracks[track_id]
+            ended = self.tracks.pop(track_id)
+            if ended.state == EXCLUDED and ended.last_box is not None:
+                self.ghosts.append((ended.last_box, ended.last_seen))
 
     def close(self) -> None:
         if self._identity is not None:

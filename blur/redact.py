@@ -10,9 +10,9 @@ from blur.types import Box
 # A detector's box is brows-to-chin; hair, ears and jaw identify a child too, so redact more.
 FACE_PAD = dict(left=0.25, top=0.4, right=0.25, bottom=0.2)
 
-# Blocks across a redacted face region. Five blocks across (about three over the face itself)
+# Blocks across a redacted face region. Four blocks across (two or three over the face itself)
 # leave skin tone and nothing else; tests/blur/test_redact_styles.py shows dlib no longer matches.
-PIXELATE_BLOCKS = 5
+PIXELATE_BLOCKS = 4
 
 # Gaussian blur sigma as a fraction of the region's longer side (about 19 px on a 100 px face's
 # 160 px region). Measured by dlib embedding on the registry faces at 100 px: 0.03 left some faces

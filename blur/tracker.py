@@ -39,7 +39,7 @@ class Track:
         if gap <= 0:
             return self.box
         dx, dy = self.vx * gap, self.vy * gap
-        grow = 0.1 * min(gap, 10)  # uncertainty grows with time since the last detection
+        grow = 0.1 * min(gap, 5)  # uncertainty grows with time since the last detection
         b = self.box
         moved = Box(int(b.x0 + dx), int(b.y0 + dy), int(b.x1 + dx), int(b.y1 + dy))
         return moved.padded(grow, grow, grow, grow, width, height)
@@ -75,18 +75,34 @@ class FaceTracker:
     merged or split track costs nothing under `all`, and identity work (per track) re-checks.
     """
 
-    def __init__(self, hold_frames: int = 15, min_iou: float = 0.2, max_centre_distance: float = 0.8):
+    def __init__(
+        self,
+        hold_frames: int = 15,
+        min_iou: float = 0.2,
+        max_centre_distance: float = 0.8,
+        long_hold_frames: int = 90,
+        established_frames: int = 30,
+    ):
+        # A face seen for a while (a seated student) is held longer: when it looks down at a
+        # book or turns away the detectors lose it, but the person is still there.
         # max_centre_distance is per frame since the track was last seen: a face seen again
         # three frames later may have moved three times as far.
         self.hold_frames = hold_frames
+        self.long_hold_frames = max(long_hold_frames, hold_frames)
+        self.established_frames = established_frames
         self.min_iou = min_iou
         self.max_centre_distance = max_centre_distance
         self.tracks: list[Track] = []
         self._next_id = 1
 
+    def hold_for(self, track: Track) -> int:
+        # By time tracked, not by detections: small faces are only found on anchor frames.
+        established = track.last_seen - track.first_seen >= self.established_frames
+        return self.long_hold_frames if established else self.hold_frames
+
     def update(self, frame: int, detections: list[Detection], width: int, height: int) -> list[Track]:
         """Link this frame's detections to tracks; returns the tracks alive at `frame`."""
-        self.tracks = [t for t in self.tracks if frame - t.last_seen <= self.hold_frames]
+        self.tracks = [t for t in self.tracks if frame - t.last_seen <= self.hold_for(t)]
         predicted = {t.track_id: t.predicted(frame, width, height) for t in self.tracks}
         pairs = []
         for d_index, det in enumerate(detections):

@@ -79,6 +79,7 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         policy,
         strong_every=config.strong_every,
         hold_frames=config.hold_frames,
+        long_hold_frames=config.long_hold_frames,
         style=config.style,
         background=back,
     )

@@ -103,3 +103,16 @@ def test_pixelation_leaves_a_few_blocks_across_a_face():
     pixelate(image, Box(10, 10, 70, 70), blocks=5)
     row = image[40, 10:70, 0]
     assert len(np.unique(row)) <= 5
+
+
+def test_a_face_tracked_for_a_while_stays_redacted_while_it_looks_down_for_two_seconds():
+    # seen for a second and more, then lost for 60 frames (head down over a book), then seen again
+    script = {i: [FACE] for i in range(32)} | {i: [FACE] for i in range(92, 97)}
+    out = run(PrivacyEngine(ScriptedDetector(script), hold_frames=15, long_hold_frames=90), 97)
+    assert all(redacted(image, FACE, textured(i)) for image, i, _ in out)
+
+
+def test_a_face_seen_only_briefly_is_held_only_briefly():
+    script = {i: [FACE] for i in range(3)}
+    out = run(PrivacyEngine(ScriptedDetector(script), hold_frames=15, long_hold_frames=90), 40)
+    assert [redacted(image, FACE, textured(i)) for image, i, _ in out] == [i <= 2 + 15 for i in range(40)]

@@ -124,6 +124,26 @@ def test_no_match_on_a_poor_view_does_not_clear_a_face():
     assert identity.submitted >= 2  # and it kept asking
 
 
+def test_a_new_face_where_an_excluded_student_was_inherits_the_exclusion():
+    # an excluded student is tracked, lost for longer than any hold, and comes back in the same
+    # seat as a new track whose first looks do not match (turned away): it stays hidden
+    class Gap(Scripted):
+        def __init__(self):
+            super().__init__([FACE])
+            self.n = 0
+
+        def detect(self, image):
+            self.n += 1
+            return [] if 10 <= self.n <= 120 else super().detect(image)
+
+    identity = ScriptedIdentity([Match("s-17", "excluded"), Match(None, None)])
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True), wait_for_identity=True)
+    engine = PrivacyEngine(Gap(), policy=face_policy, hold_frames=5, long_hold_frames=5)
+    out = run(engine, 130)
+    assert identity.submitted == 1  # the returning face was never cleared on a poor view
+    assert all(hidden(image, FACE, textured(i)) for image, i, _ in out if i < 9 or i >= 120)
+
+
 def test_allow_shows_staff_only():
     engine, _ = engine_with("allow", [Match("t-1", "staff"), Match(None, None)], boxes=(FACE, OTHER))
     for image, i, _ in run(engine, 4):
