@@ -18,6 +18,7 @@ released, with everything identity has learnt by then.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ class _Pending:
     faces: list[tuple[int, Box]]  # (track id, where that face is or may be in this frame)
     detected: int
     fail_closed: bool
+    over_budget: bool = False  # detection took too long: hide every face, whoever it is
 
 
 class PrivacyEngine:
@@ -65,6 +67,7 @@ class PrivacyEngine:
         long_hold_frames: int = 90,
         style: str = "pixelate",
         background=None,  # blur.background.BackgroundBlur, or None
+        budget_s: float | None = None,  # live: a frame whose search takes longer is redacted conservatively
     ):
         if style not in REDACTORS:
             raise ValueError(f"redaction style must be one of {', '.join(REDACTORS)}, not {style!r}")
@@ -73,6 +76,7 @@ class PrivacyEngine:
         self._strong = strong
         self._redact = REDACTORS[style]
         self._background = background
+        self.budget_s = budget_s
         self.strong_every = max(1, strong_every) if strong else 1
         self._tracker = FaceTracker(hold_frames=hold_frames, long_hold_frames=long_hold_frames)
         self._pending: deque[_Pending] = deque()
@@ -98,6 +102,7 @@ class PrivacyEngine:
 
     def _search(self, index: int, image: np.ndarray, tag: Any, anchor: bool):
         height, width = image.shape[:2]
+        started = time.monotonic()
         try:
             found = self._fast.detect(image)
             if anchor and self._strong is not None:
@@ -112,7 +117,10 @@ class PrivacyEngine:
         seen = [t for t in tracks if t.last_seen == index]
         self.policy.observe(index, image, [(t.track_id, t.box, t.score) for t in seen])
         faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
-        self._pending.append(_Pending(index, image, tag, faces, len(found), fail_closed=False))
+        # Too slow to trust for live work (the detectors were starved of CPU, say): every face
+        # in this frame is hidden, cleared by identity or not, and the frame counts as failed closed.
+        over = self.budget_s is not None and time.monotonic() - started > self.budget_s
+        self._pending.append(_Pending(index, image, tag, faces, len(found), fail_closed=False, over_budget=over))
         if not anchor:
             return []
         for p in self._pending:  # the anchor's faces, in every frame held before it
@@ -162,11 +170,11 @@ class PrivacyEngine:
                 continue
             if self._background is not None:
                 self._background.apply(p.image)
-            hidden = [face_region(b, width, height) for t, b in p.faces if self.policy.redact(t)]
+            hidden = [face_region(b, width, height) for t, b in p.faces if p.over_budget or self.policy.redact(t)]
             regions = _dedupe(hidden)
             for region in regions:
                 self._redact(p.image, region)
-            out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=False)))
+            out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
         self.policy.forget({t.track_id for t in self._tracker.tracks})
         return out
 

@@ -51,6 +51,7 @@ class PipelineConfig:
     style: str = "pixelate"  # pixelate | gaussian | solid
     identity_backlog: int = 8  # face chips waiting for the identity worker, at most
     identity_recheck_frames: int = 90  # a visible track is re-identified this often
+    detection_budget_s: float = 0.5  # live only: a slower search hides every face in the frame
     retention_days: int = 730
 
     def __post_init__(self) -> None:

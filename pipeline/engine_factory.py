@@ -82,5 +82,6 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         long_hold_frames=config.long_hold_frames,
         style=config.style,
         background=back,
+        budget_s=None if wait_for_identity else config.detection_budget_s,
     )
     return engine, hashes

@@ -235,6 +235,8 @@ class Recording:
             "faces_detected": c.faces_detected,
             "faces_redacted": c.faces_redacted,
             "fail_closed_frames": c.fail_closed_frames,
+            "identity_backlog_events": self.engine.policy.backlog_events,
+            "identity_timeouts": self.engine.policy.timeouts,
             "reconnects": c.reconnects,
             "upload_retries": c.upload_retries,
             "status": status,

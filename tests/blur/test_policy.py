@@ -144,6 +144,21 @@ def test_a_new_face_where_an_excluded_student_was_inherits_the_exclusion():
     assert all(hidden(image, FACE, textured(i)) for image, i, _ in out if i < 9 or i >= 120)
 
 
+def test_a_frame_over_its_time_budget_hides_even_cleared_faces_and_counts():
+    class Slow(Scripted):
+        def detect(self, image):
+            import time
+
+            time.sleep(0.05)
+            return super().detect(image)
+
+    identity = ScriptedIdentity([Match(None, None)])
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True), wait_for_identity=True)
+    engine = PrivacyEngine(Slow([FACE]), policy=face_policy, budget_s=0.01)
+    out = run(engine, 3)
+    assert all(hidden(image, FACE, textured(i)) and report.fail_closed for image, i, report in out)
+
+
 def test_allow_shows_staff_only():
     engine, _ = engine_with("allow", [Match("t-1", "staff"), Match(None, None)], boxes=(FACE, OTHER))
     for image, i, _ in run(engine, 4):

@@ -89,3 +89,27 @@ def test_exclude_hides_the_excluded_student_and_shows_everyone_else(classcap, se
     assert leaks == []
     assert shown / total >= 0.9, (shown, total)
     assert manifest_of(s3, bucket, run)["policy"] == "exclude"
+
+
+def test_background_blurs_the_room_and_keeps_the_people_sharp(classcap, seaweed, classroom_clip, bucket, s3):
+    run = classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", "--policy", "background", "--audio", "drop")
+    assert run.returncode == 0, run.stderr
+    data = s3.get_object(Bucket=bucket, Key=run.result["video_key"])["Body"].read()
+    with av.open(io.BytesIO(data)) as c:
+        output = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+    with av.open(str(classroom_clip.path)) as c:
+        original = next(iter(c.decode(video=0))).to_ndarray(format="rgb24")
+
+    def detail(image, y0, y1, x0, x1):
+        patch = cv2.cvtColor(image[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY)
+        return cv2.Laplacian(patch, cv2.CV_64F).var()
+
+    # the chalkboard's writing (top middle of the generated room) is blurred away ...
+    assert detail(output, 50, 190, 340, 940) < 0.2 * detail(original, 50, 190, 340, 940)
+    # ... while the teacher's body below their face keeps its edges
+    teacher = [f for f in classroom_clip.truth[0] if f.role == "teacher"][0]
+    x0, y0, x1, y1 = teacher.box
+    body = (y1 + 10, min(720, y1 + 120), max(0, x0 - 20), min(1280, x1 + 20))
+    assert detail(output, *body) > 0.5 * detail(original, *body)
+    # and every face is still hidden (background adds to the face policy, never replaces it)
+    assert not any(face_left(original, output, f) for f in classroom_clip.truth[0] if f.visible_fraction >= MIN_VISIBLE)
