@@ -46,7 +46,7 @@ class Track:
 
 
 def _similar_size(a: Box, b: Box) -> bool:
-    return 0.6 <= a.width / max(b.width, 1) <= 1.6
+    return 0.5 <= a.width / max(b.width, 1) <= 2.0  # a face turning aside narrows to about half
 
 
 def lerp(a: Box, b: Box, t: float) -> Box:
