@@ -115,6 +115,9 @@ class PrivacyEngine:
         found = merge_overlapping(found)
         tracks = self._tracker.update(index, found, width, height)
         seen = [t for t in tracks if t.last_seen == index]
+        for t in seen:
+            if t.jumped:  # linked by distance alone: whoever it was, check again before showing it
+                self.policy.doubt(t.track_id)
         self.policy.observe(index, image, [(t.track_id, t.box, t.score) for t in seen])
         faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
         # Too slow to trust for live work (the detectors were starved of CPU, say): every face

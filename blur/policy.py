@@ -191,6 +191,18 @@ class FacePolicy:
                 ident.state = state
                 ident.person_id = getattr(match, "person_id", None) if state != CLEARED else ident.person_id
 
+    def doubt(self, track_id: int) -> None:
+        """The track may have moved onto another face: what cleared it no longer counts.
+
+        An excluded track stays excluded (the safe way round); a cleared or staff track goes
+        back to unknown, hidden, and is asked about again at once.
+        """
+        ident = self.tracks.get(track_id)
+        if ident is not None and ident.state in (CLEARED, STAFF):
+            ident.state, ident.person_id, ident.asked_at = UNKNOWN, None, None
+            ident.may_clear.clear()
+            ident.may_clear.extend([False] * ident.outstanding)  # answers in flight are about the old face
+
     # -- deciding
     def redact(self, track_id: int) -> bool:
         if self.name == "all":

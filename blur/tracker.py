@@ -32,6 +32,7 @@ class Track:
     vx: float = 0.0  # centre velocity, pixels per frame
     vy: float = 0.0
     score: float = 0.0  # the latest detection's confidence: higher when the face is seen well
+    jumped: bool = False  # the latest detection was linked by distance, not overlap: maybe someone else
 
     def predicted(self, frame: int, width: int, height: int) -> Box:
         """Where the face is expected at `frame`: moved by its velocity, grown while unseen."""
@@ -109,7 +110,11 @@ class FaceTracker:
             for track in self.tracks:
                 overlap = iou(det.box, predicted[track.track_id])
                 close = centre_distance(det.box, predicted[track.track_id])
-                reach = self.max_centre_distance * max(1, frame - track.last_seen)
+                gap = max(1, frame - track.last_seen)
+                # Far jumps only across the few frames between anchors (fast movers); a track
+                # held through a long gap is only picked up again where it was. Otherwise a
+                # held teacher's track could jump onto a student's face, identity and all.
+                reach = self.max_centre_distance * min(gap, 4) if gap <= self.hold_frames else 0.0
                 if (overlap >= self.min_iou or close <= reach) and _similar_size(det.box, track.box):
                     pairs.append((overlap - close, d_index, track))
         used_d, used_t = set(), set()
@@ -118,6 +123,7 @@ class FaceTracker:
                 continue
             used_d.add(d_index)
             used_t.add(track.track_id)
+            track.jumped = iou(detections[d_index].box, predicted[track.track_id]) < self.min_iou
             self._follow(track, detections[d_index].box, frame)
             track.score = detections[d_index].score
         for d_index, det in enumerate(detections):

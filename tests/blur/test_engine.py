@@ -116,3 +116,16 @@ def test_a_face_seen_only_briefly_is_held_only_briefly():
     script = {i: [FACE] for i in range(3)}
     out = run(PrivacyEngine(ScriptedDetector(script), hold_frames=15, long_hold_frames=90), 40)
     assert [redacted(image, FACE, textured(i)) for image, i, _ in out] == [i <= 2 + 15 for i in range(40)]
+
+
+def test_a_held_track_does_not_jump_onto_another_face_far_away():
+    from blur.tracker import FaceTracker
+
+    tracker = FaceTracker(hold_frames=15, long_hold_frames=90)
+    teacher, student = Box(100, 100, 160, 160), Box(400, 120, 455, 175)
+    for i in range(40):
+        tracker.update(i, [Detection(teacher, 0.9)], W, H)
+    # the teacher turns away (lost for 30 frames), then a student's face shows up elsewhere
+    tracks = tracker.update(70, [Detection(student, 0.9)], W, H)
+    [new] = [t for t in tracks if t.last_seen == 70]
+    assert new.track_id != 1 and new.first_seen == 70

@@ -182,3 +182,11 @@ def test_policy_names():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_a_staff_track_that_jumps_to_another_face_is_hidden_until_checked_again():
+    face_policy = FacePolicy("allow", ScriptedIdentity([Match("t-1", "staff")]), chipper=lambda i, b: (i, True))
+    face_policy._take([(1, Match("t-1", "staff"))])
+    assert not face_policy.redact(1)
+    face_policy.doubt(1)
+    assert face_policy.redact(1)
