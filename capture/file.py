@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 
@@ -20,14 +21,19 @@ class FileSource:
     is written to storage.
     """
 
-    def __init__(self, path: str | Path, with_audio: bool = True):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise CaptureError(f"Input file {self.path} does not exist.")
-        if not self.path.is_file():
-            raise CaptureError(f"Input {self.path} is not a regular file.")
+    def __init__(self, path: str | Path | BinaryIO, with_audio: bool = True, name: str | None = None):
+        if hasattr(path, "read"):  # a clip already in memory (a benchmark's, say)
+            self.path = Path(name or "clip.mp4")
+            source = path
+        else:
+            self.path = Path(path)
+            if not self.path.exists():
+                raise CaptureError(f"Input file {self.path} does not exist.")
+            if not self.path.is_file():
+                raise CaptureError(f"Input {self.path} is not a regular file.")
+            source = str(self.path)
         try:
-            self._container = av.open(str(self.path), mode="r")
+            self._container = av.open(source, mode="r")
         except av.FFmpegError as err:
             raise CaptureError(f"Input {self.path} is not a readable video file ({_reason(err)}).") from err
         if not self._container.streams.video:

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--max-frames", type=int, help="only the first N frames of each clip (a quick look)")
     evaluation.set_defaults(run=cmd.evaluate)
 
+    bench = commands.add_parser("bench", help="speed and memory figures: live-paced and batch runs of one clip")
+    bench.add_argument("--input", help="clip to play (default: a generated 1280×720 classroom)")
+    bench.add_argument("--seconds", type=float, default=10.0, help="length of the generated clip (default 10)")
+    bench.add_argument("--policy", default="all", help="blur policy to measure (default all)")
+    bench.set_defaults(run=cmd.bench)
+
     models = commands.add_parser("models", help="provision the pinned detection models into the user cache")
     models.set_defaults(run=cmd.models)
     return parser

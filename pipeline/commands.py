@@ -63,6 +63,8 @@ def run_recording(source, location: S3Location, placement: Placement, config: Pi
         "fps": round(m["frames_out"] / max(seconds, 1e-9), 2),
         "peak_rss_mb": peak_rss_mb(),
         "queue_high_water": recording.counters.queue_high_water,
+        "latency_p50_ms": recording.counters.figures().get("latency_p50_ms"),
+        "latency_p99_ms": recording.counters.figures().get("latency_p99_ms"),
     }
 
 
@@ -152,6 +154,20 @@ def evaluate(args) -> int:
                 f"visible {f['visible_rate']}  staff visible {f['staff_visible_rate']}  fail-closed {f['fail_closed_frames']}  {f['fps']} fps"
             )
     print_result({"suite": args.suite, "seconds": round(time.monotonic() - started, 1), "results": results})
+    return 0
+
+
+def bench(args) -> int:
+    from pipeline.bench import bench as run_bench
+
+    provision(ENGINE_MODELS, log=lambda line: print(line, file=sys.stderr))
+    figures = run_bench(args)
+    print(
+        f"live {figures['live_fps']} fps ({figures['dropped_frames']} dropped, latency p50 {figures['latency_p50_ms']} ms, "
+        f"p99 {figures['latency_p99_ms']} ms); batch {figures['batch_fps']} fps; deface {figures['deface_fps']} fps; "
+        f"peak RSS {figures['peak_rss_mb']} MB"
+    )
+    print_result(figures)
     return 0
 
 

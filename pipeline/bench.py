@@ -1,0 +1,105 @@
+"""`classcap bench`: speed and memory figures, measured in one run on one clip.
+
+The clip (the generated 1280×720 classroom by default, encoded into memory) is played twice
+through the full pipeline into an embedded SeaweedFS on loopback:
+
+- live: paced at its own frame rate like a camera, so the pipeline must keep up or drop the
+  oldest raw frames; gives sustained fps, dropped frames, and capture → part-buffer latency;
+- batch: as fast as the pipeline goes; gives batch fps.
+
+If `deface` (PyPI) is installed, it blurs the same clip in the same run, and the ratio of the two
+batch speeds is reported: timings on these machines are only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from capture.file import FileSource
+from capture.paced import PacedSource
+from pipeline.config import Placement, PipelineConfig
+from upload.storage import S3Location, StorageSettings, make_client
+
+
+def classroom_clip(seconds: float) -> bytes:
+    from fixtures.classroom import Classroom, ClassroomSpec, write_mp4
+
+    buffer = io.BytesIO()
+    write_mp4(Classroom(ClassroomSpec(seed=1, duration_s=seconds)), buffer)
+    return buffer.getvalue()
+
+
+def deface_fps(clip: bytes, frames: int) -> float | None:
+    """deface's throughput on the same clip (its own file in and out, in a scratch directory)."""
+    exe = shutil.which("deface") or str(Path(sys.executable).parent / "deface")
+    if not Path(exe).exists():
+        return None
+    with tempfile.TemporaryDirectory(prefix="classcap-bench-") as tmp:
+        src, out = Path(tmp) / "clip.mp4", Path(tmp) / "out.mp4"
+        src.write_bytes(clip)  # a generated clip, not a recording: deface only reads files
+        started = time.monotonic()
+        done = subprocess.run([exe, str(src), "-o", str(out), "--keep-audio"], capture_output=True, text=True)
+        seconds = time.monotonic() - started
+    if done.returncode != 0:
+        print(f"classcap: deface failed: {done.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return round(frames / seconds, 2)
+
+
+def bench(args) -> dict:
+    from pipeline.commands import run_recording
+    from upload.seaweed import SeaweedServer
+
+    clip = Path(args.input).read_bytes() if args.input else classroom_clip(args.seconds)
+    name = Path(args.input).name if args.input else "classroom.mp4"
+    config = PipelineConfig(policy=args.policy)
+    placement = Placement(site="bench", room="bench", station="bench")
+    with SeaweedServer() as server:
+        storage = StorageSettings(endpoint_url=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
+        make_client(storage).create_bucket(Bucket="classcap-bench")
+        if config.policy.split(",")[0] in ("exclude", "allow"):
+            enrol_eval_gallery(storage, "classcap-bench")
+        location = S3Location("classcap-bench", "recordings")
+        print("live: playing the clip at its own frame rate...", file=sys.stderr)
+        live = run_recording(PacedSource(FileSource(io.BytesIO(clip), name=name)), location, placement, config, storage)
+        print("batch: the same clip as fast as it goes...", file=sys.stderr)
+        batch = run_recording(FileSource(io.BytesIO(clip), name=name), location, placement, config, storage)
+    source = FileSource(io.BytesIO(clip), name=name)
+    width, height, frames = source.info.width, source.info.height, source.info.frames or batch["frames_out"]
+    source.close()
+    print("deface: the same clip...", file=sys.stderr)
+    theirs = deface_fps(clip, frames)
+    from pipeline.cli import peak_rss_mb
+
+    return {
+        "live_fps": live["fps"],
+        "dropped_frames": live["dropped_frames"],
+        "latency_p50_ms": live["latency_p50_ms"],
+        "latency_p99_ms": live["latency_p99_ms"],
+        "batch_fps": batch["fps"],
+        "batch_latency_p99_ms": batch["latency_p99_ms"],
+        "peak_rss_mb": peak_rss_mb(),
+        "width": width,
+        "height": height,
+        "frames": frames,
+        "policy": config.policy,
+        "deface_fps": theirs,
+        "batch_vs_deface": round(batch["fps"] / theirs, 2) if theirs else None,
+    }
+
+
+def enrol_eval_gallery(storage, bucket: str) -> None:
+    """The evaluation's gallery (registry faces), so `exclude` and `allow` do identity work."""
+    from blur.identity import entry_bytes
+    from pipeline.evaluate import eval_gallery
+    from upload.gallery_store import put_person
+
+    client = make_client(storage)
+    for entry in eval_gallery().entries:
+        put_person(client, storage, bucket, entry.person_id, entry_bytes(entry))
