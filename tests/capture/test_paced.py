@@ -9,7 +9,7 @@ import numpy as np
 from capture.iterable import IterableSource
 from capture.paced import PacedSource
 from capture.types import Frame, SourceInfo
-from pipeline.stages import END, Backpressure, BoundedQueue
+from pipeline.stages import Backpressure, BoundedQueue
 
 
 def clip(n, fps=30):
