@@ -26,7 +26,9 @@ def pipeline_config(args) -> PipelineConfig:
     )
 
 
-def run_recording(source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings) -> dict:
+def run_recording(
+    source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings, live_control=None
+) -> dict:
     """Check storage, then stream the source into it; returns the command's JSON summary."""
     client = make_client(storage)
     try:
@@ -43,8 +45,12 @@ def run_recording(source, location: S3Location, placement: Placement, config: Pi
         gallery_version=gallery.version, on_progress=Progress(source.info.frames),
     )
     started = time.monotonic()
-    with _sigterm_as_interrupt():
-        result: RecordingResult = recording.run()
+    if live_control is not None:  # a live recording: stop means finish and keep, not abort
+        with live_control(recording):
+            result: RecordingResult = recording.run()
+    else:
+        with _sigterm_as_interrupt():
+            result = recording.run()
     seconds = time.monotonic() - started
     m = result.manifest
     return {
@@ -154,6 +160,18 @@ def evaluate(args) -> int:
                 f"visible {f['visible_rate']}  staff visible {f['staff_visible_rate']}  fail-closed {f['fail_closed_frames']}  {f['fps']} fps"
             )
     print_result({"suite": args.suite, "seconds": round(time.monotonic() - started, 1), "results": results})
+    return 0
+
+
+def record(args) -> int:
+    from pipeline.record import record as run_record
+
+    summary = run_record(args)
+    print(
+        f"recorded {summary['frames_out']} frames ({summary['dropped_frames']} dropped) into "
+        f"s3://{summary['bucket']}/{summary['video_key']}"
+    )
+    print_result(summary)
     return 0
 
 

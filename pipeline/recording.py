@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ class Counters:
     frames_in: int = 0
     frames_out: int = 0
     dropped_frames: int = 0
+    dropped_audio_chunks: int = 0
     faces_detected: int = 0
     faces_redacted: int = 0
     fail_closed_frames: int = 0
@@ -91,6 +93,7 @@ class Recording:
         self.gallery_version = gallery_version
         self.on_progress = on_progress
         self.counters = Counters()
+        self._finish = threading.Event()
         self.started = datetime.now(timezone.utc)
         self.recording_id = new_recording_id(self.started)
         folder = location.key(placement.site, placement.room, self.started.strftime("%Y-%m-%d"), self.recording_id)
@@ -98,6 +101,11 @@ class Recording:
         self.manifest_key = f"{folder}/manifest.json"
         retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
         self.tags = {"retention-until": retention}
+
+    def finish(self) -> None:
+        """End the recording cleanly (stop button, SIGINT, SIGTERM, duration): everything already
+        captured is blurred, encoded and uploaded, and the manifest is completed."""
+        self._finish.set()
 
     # -- the run
     def run(self) -> RecordingResult:
@@ -127,6 +135,8 @@ class Recording:
 
         def read_source() -> None:
             for item in self.source:
+                if self._finish.is_set():
+                    break  # the teacher pressed stop: what was captured is encoded and kept
                 if isinstance(item, Frame):
                     c.frames_in += 1
                 elif not keep_audio:
@@ -193,7 +203,8 @@ class Recording:
         try:
             sup.join()
         finally:
-            c.dropped_frames = raw.dropped
+            c.dropped_frames = raw.dropped_by_kind["Frame"]
+            c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
 
     def _encoder_settings(self, with_audio: bool) -> EncoderSettings:
@@ -232,6 +243,7 @@ class Recording:
             "frames_in": c.frames_in,
             "frames_out": c.frames_out,
             "dropped_frames": c.dropped_frames,
+            "dropped_audio_chunks": c.dropped_audio_chunks,
             "faces_detected": c.faces_detected,
             "faces_redacted": c.faces_redacted,
             "fail_closed_frames": c.fail_closed_frames,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections import Counter
 from collections.abc import Callable
 from enum import Enum
 
@@ -39,6 +40,7 @@ class BoundedQueue:
         self._stop = stop
         self.high_water = 0
         self.dropped = 0
+        self.dropped_by_kind: Counter = Counter()  # what was dropped: frames and audio apart
 
     def put(self, item, policy: Backpressure = Backpressure.WAIT) -> None:
         while True:
@@ -50,8 +52,9 @@ class BoundedQueue:
             except queue.Full:
                 if policy is Backpressure.DROP_OLDEST and item is not END:
                     try:
-                        self._q.get_nowait()
+                        oldest = self._q.get_nowait()
                         self.dropped += 1
+                        self.dropped_by_kind[type(oldest).__name__] += 1
                     except queue.Empty:
                         pass
         self.high_water = max(self.high_water, self._q.qsize())

@@ -1,0 +1,106 @@
+"""`classcap record`: a live recording at a classroom station.
+
+It refuses to start without a site and room, or before the teacher has confirmed that the class
+was told it is being recorded; it stops on --duration, Ctrl-C or SIGTERM and always finishes the
+upload and the manifest with what was captured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+
+from capture.paced import PacedSource
+from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.station import NOTICE, load_station
+from upload.storage import S3Location, StorageSettings
+
+DEFAULT_SOURCE = "generated:classroom"
+
+
+def open_source(uri: str):
+    """A live source from its address. Cameras come with issue 4's capture work; until then the
+    station can record its test sources, played in real time as a camera would deliver them."""
+    if uri == "testpattern":
+        from capture.testpattern import TestPattern
+
+        return PacedSource(TestPattern())
+    if uri.startswith("generated:classroom"):
+        from fixtures.classroom import Classroom, ClassroomSpec
+        from pipeline.demo_source import classroom_source
+
+        seed = int(uri.partition("seed=")[2] or 1)
+        return PacedSource(classroom_source(Classroom(ClassroomSpec(seed=seed, duration_s=3600))))
+    if uri.startswith("file:"):
+        from capture.file import FileSource
+
+        return PacedSource(FileSource(uri[len("file:") :]))
+    raise ConfigError(f"Source {uri!r} is not one this station can open; use testpattern, generated:classroom or file:PATH.")
+
+
+def confirm_notice(confirmed: bool) -> str:
+    """The time the teacher confirmed the notice; refuses to go on without it."""
+    if not confirmed:
+        if not sys.stdin.isatty():
+            raise ConfigError(
+                f'Recording needs the notice confirmed: tell the class "{NOTICE}", then start again with --notice-confirmed.'
+            )
+        answer = input(f'Tell the class: "{NOTICE}". Have you told them? [y/N] ')
+        if answer.strip().lower() not in ("y", "yes"):
+            raise ConfigError("Recording was not started: the class has not been told it is being recorded.")
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def stop_cleanly(duration: float | None):
+    """While a recording runs: duration, Ctrl-C and SIGTERM all *finish* it (upload completed,
+    manifest written) instead of aborting it."""
+
+    @contextlib.contextmanager
+    def control(recording):
+        def finish(signum, frame):
+            print("\nstopping: finishing the upload of what was recorded...", file=sys.stderr, flush=True)
+            recording.finish()
+
+        previous = {s: signal.signal(s, finish) for s in (signal.SIGINT, signal.SIGTERM)}
+        timer = threading.Timer(duration, recording.finish) if duration else None
+        if timer:
+            timer.daemon = True
+            timer.start()
+        try:
+            yield
+        finally:
+            if timer:
+                timer.cancel()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    return control
+
+
+def record(args) -> dict:
+    from pipeline.commands import run_recording
+
+    station = load_station(args.config)
+    site, room = args.site or station.site, args.room or station.room
+    if not site or not room:
+        raise ConfigError("This station has no site and room; set [station] site and room in station.toml before recording.")
+    placement_id = args.station or station.station_id or os.uname().nodename
+    bucket = args.bucket or os.environ.get("CLASSCAP_BUCKET") or station.bucket
+    if not bucket:
+        raise ConfigError("No bucket given; set [storage] bucket in station.toml, CLASSCAP_BUCKET, or --bucket.")
+    config = PipelineConfig(
+        policy=args.policy or station.policy or "all",
+        audio=args.audio or station.audio or "keep",
+        raw_queue=3,  # live: a short queue is a short delay; the oldest frame is dropped instead
+        redacted_queue=3,
+    )
+    storage = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    notice_at = confirm_notice(args.notice_confirmed)
+    placement = Placement(site=site, room=room, station=placement_id, notice_confirmed_at=notice_at)
+    source = open_source(args.source or station.source or DEFAULT_SOURCE)
+    location = S3Location(bucket, "recordings")
+    return run_recording(source, location, placement, config, storage, live_control=stop_cleanly(args.duration))

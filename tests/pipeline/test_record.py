@@ -1,0 +1,69 @@
+"""`classcap record`: notice first, site and room required, and every way of stopping keeps the lesson."""
+
+import io
+import json
+import signal
+import subprocess
+import time
+
+import av
+
+from conftest import CLASSCAP, storage_env
+
+
+def frames_in(s3, bucket, key):
+    data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    with av.open(io.BytesIO(data)) as container:
+        return sum(1 for _ in container.decode(video=0))
+
+
+def manifest(s3, bucket, key):
+    return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+
+def test_no_recording_without_the_notice_or_without_site_and_room(classcap, seaweed, bucket, s3):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    no_notice = classcap("record", "--source", "testpattern", "--duration", "2", "--site", "n", "--room", "r", env=env)
+    assert no_notice.returncode != 0 and "being recorded for training purposes" in no_notice.stderr
+    no_room = classcap("record", "--source", "testpattern", "--duration", "2", "--notice-confirmed", env=env)
+    assert no_room.returncode != 0 and "site and room" in no_room.stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_a_station_config_places_the_recording_and_a_duration_ends_it(classcap, seaweed, bucket, s3, tmp_path):
+    config = tmp_path / "station.toml"
+    config.write_text(
+        f'[station]\nsite = "north"\nroom = "lab-2"\nid = "st-7"\n\n[recording]\nsource = "testpattern"\naudio = "drop"\n\n'
+        f'[storage]\nbucket = "{bucket}"\n'
+    )
+    run = classcap("record", "--config", config, "--duration", "3", "--notice-confirmed")
+    assert run.returncode == 0, run.stderr
+    result = run.result
+    assert result["video_key"].startswith("recordings/north/lab-2/")
+    m = manifest(s3, bucket, result["manifest_key"])
+    assert m["status"] == "complete" and m["station"] == "st-7" and m["notice_confirmed_at"]
+    assert m["frames_in"] - m["dropped_frames"] == m["frames_out"] == frames_in(s3, bucket, result["video_key"]) > 0
+
+
+def test_sigterm_finishes_the_recording_instead_of_losing_it(seaweed, bucket, s3):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    station = subprocess.Popen(
+        [*CLASSCAP, "record", "--source", "testpattern", "--site", "n", "--room", "r", "--notice-confirmed"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    time.sleep(8)
+    station.send_signal(signal.SIGTERM)
+    out, err = station.communicate(timeout=120)
+    assert station.returncode == 0, err
+    result = json.loads(out.strip().splitlines()[-1])
+    m = manifest(s3, bucket, result["manifest_key"])
+    assert m["status"] == "complete" and m["ended_at"]
+    assert frames_in(s3, bucket, result["video_key"]) == m["frames_out"] > 0
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_broken_station_config_is_one_sentence(classcap, tmp_path):
+    config = tmp_path / "station.toml"
+    config.write_text('[station]\nsite = "north"\nroom = "lab-2"\nfloor = "2"\n')
+    run = classcap("record", "--config", config, "--notice-confirmed")
+    assert run.returncode != 0 and "unknown setting station.floor" in run.stderr
