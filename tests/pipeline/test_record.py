@@ -51,7 +51,11 @@ def test_sigterm_finishes_the_recording_instead_of_losing_it(seaweed, bucket, s3
         [*CLASSCAP, "record", "--source", "testpattern", "--site", "n", "--room", "r", "--notice-confirmed"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(8)
+    # once the manifest says "recording" the station is capturing (and listening for SIGTERM)
+    deadline = time.monotonic() + 120
+    while not s3.list_objects_v2(Bucket=bucket).get("KeyCount") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)
     station.send_signal(signal.SIGTERM)
     out, err = station.communicate(timeout=120)
     assert station.returncode == 0, err
