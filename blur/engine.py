@@ -173,13 +173,10 @@ class PrivacyEngine:
                 continue
             if self._background is not None:
                 self._background.apply(p.image)
-            hide = {t for t, _ in p.faces if p.over_budget or self.policy.redact(t)}
-            shown = [b for t, b in p.faces if t not in hide]
-            kept = [(b, p.image[b.y0 : b.y1, b.x0 : b.x1].copy()) for b in shown] if hide else []
-            regions = _dedupe([face_region(b, width, height) for t, b in p.faces if t in hide])
+            hidden = [face_region(b, width, height) for t, b in p.faces if p.over_budget or self.policy.redact(t)]
+            regions = _dedupe(hidden)
             for region in regions:
                 self._redact(p.image, region)
-            _restore_visible(p.image, kept, [b for t, b in p.faces if t in hide])
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
         self.policy.forget({t.track_id for t in self._tracker.tracks})
         return out
@@ -191,26 +188,6 @@ class PrivacyEngine:
         if self._background is not None:
             self._background.close()
         self.policy.close()
-
-
-def _restore_visible(image: np.ndarray, kept: list[tuple[Box, np.ndarray]], hidden: list[Box]) -> None:
-    """Give back a visible face what a neighbour's redaction margin covered of it.
-
-    A hidden face's region is padded for hair and jaw, and in a classroom the row behind sits
-    just above: the margin can cover the face of a student who may be seen (or the teacher).
-    Inside a visible face's box, only pixels outside every hidden face's own box (grown by a
-    tenth) get their original values back; the hidden faces themselves stay redacted.
-    """
-    for box, original in kept:
-        keep = np.ones(original.shape[:2], bool)
-        for h in hidden:
-            g = h.padded(0.1, 0.1, 0.1, 0.1, image.shape[1], image.shape[0])
-            x0, y0 = max(g.x0, box.x0) - box.x0, max(g.y0, box.y0) - box.y0
-            x1, y1 = min(g.x1, box.x1) - box.x0, min(g.y1, box.y1) - box.y0
-            if x1 > x0 and y1 > y0:
-                keep[y0:y1, x0:x1] = False
-        region = image[box.y0 : box.y1, box.x0 : box.x1]
-        np.copyto(region, original, where=keep[..., None])
 
 
 def _dedupe(boxes: list[Box]) -> list[Box]:
