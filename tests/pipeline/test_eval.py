@@ -13,7 +13,7 @@ def test_eval_on_the_easy_suite_meets_the_privacy_targets(classcap):
         assert figures["frames"] == 90 and figures["faces_to_hide"] > 0
         assert figures["leak_frames"] == 0 and figures["fail_closed_frames"] == 0
     assert results["all"]["visible_rate"] is None  # under `all` nothing may be shown
-    assert results["exclude"]["visible_rate"] >= 0.95
+    assert results["exclude"]["staff_visible_rate"] >= 0.90  # the teacher's practice stays visible
     assert results["allow"]["staff_visible_rate"] >= 0.90
 
 
