@@ -196,7 +196,6 @@ def test_bucket_policy_deny_is_enforced_even_for_the_admin_identity(s3, bucket):
     s3.delete_object(Bucket=bucket, Key="keep")
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_two_servers_run_at_once_on_loopback_only(seaweed, s3_for, s3, bucket):
     with SeaweedServer() as other:
         assert other.endpoint != seaweed.endpoint
