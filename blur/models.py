@@ -89,13 +89,17 @@ MODELS: dict[str, ModelFile] = {
 }
 
 
-def default_cache_dir() -> Path:
-    """Where models live: $CLASSCAP_CACHE/models, else the XDG user cache."""
+def cache_root() -> Path:
+    """classcap's user cache: $CLASSCAP_CACHE, else $XDG_CACHE_HOME/classcap, else ~/.cache/classcap."""
     root = os.environ.get("CLASSCAP_CACHE")
     if root:
-        return Path(root) / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg) / "classcap" / "models"
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "classcap"
+
+
+def default_cache_dir() -> Path:
+    """Where models live: the `models` folder of the user cache."""
+    return cache_root() / "models"
 
 
 def sha256_of(path: Path) -> str:

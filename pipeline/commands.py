@@ -53,6 +53,7 @@ def run_recording(
             result = recording.run()
     seconds = time.monotonic() - started
     m = result.manifest
+    figures = recording.counters.figures()
     return {
         "recording_id": result.recording_id,
         "bucket": result.bucket,
@@ -69,8 +70,8 @@ def run_recording(
         "fps": round(m["frames_out"] / max(seconds, 1e-9), 2),
         "peak_rss_mb": peak_rss_mb(),
         "queue_high_water": recording.counters.queue_high_water,
-        "latency_p50_ms": recording.counters.figures().get("latency_p50_ms"),
-        "latency_p99_ms": recording.counters.figures().get("latency_p99_ms"),
+        "latency_p50_ms": figures.get("latency_p50_ms"),
+        "latency_p99_ms": figures.get("latency_p99_ms"),
     }
 
 
