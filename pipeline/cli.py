@@ -57,16 +57,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = commands.add_parser("record", help="record a lesson at this station (live, blurred, straight to storage)")
     rec.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
-    rec.add_argument("--source", help="what to record: testpattern, generated:classroom, file:PATH")
+    rec.add_argument(
+        "--source",
+        help="what to record: an approved camera (usb:VID:PID[:SERIAL], /dev/videoN, rtsp://..., http://...) "
+        "or a test source (testpattern, generated:classroom, file:PATH); default: the station's",
+    )
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
     rec.add_argument("--policy", help="blur policy (default: the station's, else all)")
     rec.add_argument("--audio", choices=("keep", "drop"), help="keep or drop sound (default: the station's)")
+    rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default)")
     rec.add_argument("--notice-confirmed", action="store_true", help="the class has been told it is being recorded")
     rec.add_argument("--bucket", help="bucket to record into (default: $CLASSCAP_BUCKET or the station's)")
     rec.add_argument("--site", help="school site (default: the station's)")
     rec.add_argument("--room", help="room (default: the station's)")
     rec.add_argument("--station", help="station id (default: the station's, else the host name)")
     rec.set_defaults(run=cmd.record)
+
+    from pipeline import cameras_cmd
+
+    cameras = commands.add_parser("cameras", help="which cameras are attached and which are approved school cameras")
+    cameras_cmds = cameras.add_subparsers(dest="cameras_command", required=True, metavar="ACTION")
+    cam_list = cameras_cmds.add_parser("list", help="attached USB cameras and the approved registry")
+    cam_list.set_defaults(run=cameras_cmd.cameras_list)
+    approve = cameras_cmds.add_parser("approve", help="approve a school-issued camera")
+    approve.set_defaults(run=cameras_cmd.cameras_approve)
+    revoke = cameras_cmds.add_parser("revoke", help="withdraw a camera's approval")
+    revoke.set_defaults(run=cameras_cmd.cameras_revoke)
+    for sub in (approve, revoke):
+        sub.add_argument("camera", help="usb:VID:PID[:SERIAL], /dev/videoN, or ip:HOST[@MAC]")
+    for sub in (cam_list, approve, revoke):
+        sub.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
 
     storage = commands.add_parser("storage", help="storage set-up and recovery")
     storage_cmds = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")

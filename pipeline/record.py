@@ -14,17 +14,23 @@ import sys
 import threading
 from datetime import datetime, timezone
 
+from capture.alsa import AlsaMicrophone, WithMicrophone
 from capture.paced import PacedSource
+from capture.reconnect import ReconnectingSource
+from capture.registry import ApprovedCameras
 from pipeline.config import ConfigError, Placement, PipelineConfig
-from pipeline.station import NOTICE, load_station
+from pipeline.station import NOTICE, StationConfig, load_station
 from upload.storage import S3Location, StorageSettings
 
 DEFAULT_SOURCE = "generated:classroom"
+SYSFS_ROOT = os.environ.get("CLASSCAP_SYSFS", "/sys")  # another root only for tests on recorded sysfs trees
 
 
-def open_source(uri: str):
-    """A live source from its address. Cameras come with issue 4's capture work; until then the
-    station can record its test sources, played in real time as a camera would deliver them."""
+def open_source(uri: str, station: StationConfig | None = None):
+    """A live source from its address: an approved USB or IP camera (reopened when it drops
+    out), or a test source played in real time as a camera would deliver it."""
+    station = station or StationConfig()
+    approved = ApprovedCameras(station.approved_cameras)
     if uri == "testpattern":
         from capture.testpattern import TestPattern
 
@@ -39,7 +45,32 @@ def open_source(uri: str):
         from capture.file import FileSource
 
         return PacedSource(FileSource(uri[len("file:") :]))
-    raise ConfigError(f"Source {uri!r} is not one this station can open; use testpattern, generated:classroom or file:PATH.")
+    if uri.startswith("usb:") or uri.startswith("/dev/video"):
+        from capture.usb import UsbSource, find_usb_camera
+
+        camera = find_usb_camera(uri, sysfs=SYSFS_ROOT)
+        approved.check_usb(camera.device, camera.vendor, camera.product, camera.serial)
+        # reopened by id, not path: a camera plugged back in may come back as another /dev/video*
+        return ReconnectingSource(
+            lambda: UsbSource(find_usb_camera(camera.camera_id, sysfs=SYSFS_ROOT)), give_up_after_s=station.camera_give_up_s
+        )
+    if uri.split("://")[0] in ("rtsp", "http", "https"):
+        from capture.ipcam import IpCameraSource
+
+        def open_ip_camera():
+            camera = IpCameraSource(uri)
+            try:
+                approved.check_host(camera.host)  # after connecting, so the ARP table knows its MAC
+            except BaseException:
+                camera.close()
+                raise
+            return camera
+
+        return ReconnectingSource(open_ip_camera, give_up_after_s=station.camera_give_up_s)
+    raise ConfigError(
+        f"Source {uri!r} is not one this station can open; use a camera (usb:VID:PID[:SERIAL], /dev/videoN, rtsp://, "
+        "http://) or a test source (testpattern, generated:classroom, file:PATH)."
+    )
 
 
 def confirm_notice(confirmed: bool) -> str:
@@ -101,6 +132,15 @@ def record(args) -> dict:
     storage = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
     notice_at = confirm_notice(args.notice_confirmed)
     placement = Placement(site=site, room=room, station=placement_id, notice_confirmed_at=notice_at)
-    source = open_source(args.source or station.source or DEFAULT_SOURCE)
+    source = open_source(args.source or station.source or DEFAULT_SOURCE, station)
+    audio_device = args.audio_device or station.audio_device
+    if config.audio == "keep" and (audio_device or isinstance(source, ReconnectingSource)):
+        # a camera's sound comes from the station's microphone; a test source keeps its own
+        # unless a microphone is named
+        try:
+            source = WithMicrophone(source, AlsaMicrophone(audio_device or "default"))
+        except BaseException:
+            source.close()
+            raise
     location = S3Location(bucket, "recordings")
     return run_recording(source, location, placement, config, storage, live_control=stop_cleanly(args.duration))

@@ -36,7 +36,6 @@ class Counters:
     faces_detected: int = 0
     faces_redacted: int = 0
     fail_closed_frames: int = 0
-    reconnects: int = 0
     upload_retries: int = 0
     parts: int = 0
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000), repr=False)
@@ -106,6 +105,9 @@ class Recording:
         """End the recording cleanly (stop button, SIGINT, SIGTERM, duration): everything already
         captured is blurred, encoded and uploaded, and the manifest is completed."""
         self._finish.set()
+        stop = getattr(self.source, "stop", None)
+        if stop is not None:  # a camera being waited for after a disconnect stops waiting
+            stop()
 
     # -- the run
     def run(self) -> RecordingResult:
@@ -249,7 +251,11 @@ class Recording:
             "fail_closed_frames": c.fail_closed_frames,
             "identity_backlog_events": self.engine.policy.backlog_events,
             "identity_timeouts": self.engine.policy.timeouts,
-            "reconnects": c.reconnects,
+            "reconnects": getattr(self.source, "reconnects", 0),
+            "gaps": [asdict(gap) for gap in getattr(self.source, "gaps", [])],
+            "stopped_because": getattr(self.source, "stopped_because", None),
+            "audio_error": getattr(self.source, "audio_error", None),
+            "microphone_dropped_chunks": getattr(self.source, "dropped_audio_chunks", 0),
             "upload_retries": c.upload_retries,
             "status": status,
             "error": error,

@@ -7,9 +7,15 @@ room = "science-2"         # required to record
 id = "station-07"
 
 [recording]
-source = "generated:classroom"   # or "testpattern", "file:/path/clip.mp4"
+source = "usb:046d:0825:A1B2C3"  # a USB camera by id (or /dev/video0), rtsp://HOST/..., http://HOST/...,
+                                 # or a test source: generated:classroom, testpattern, file:/path/clip.mp4
 policy = "exclude"
 audio = "drop"                   # keep | drop
+audio_device = "default"         # the ALSA microphone used with a camera when audio is kept (`arecord -L`)
+camera_give_up_s = 120           # a camera away longer than this ends the recording (finished, kept)
+
+[cameras]
+approved = ["usb:046d:0825:A1B2C3", "ip:10.20.0.15@00:1a:2b:3c:4d:5e"]   # `classcap cameras approve`
 
 [storage]
 endpoint = "https://s3.school.example"   # else AWS_ENDPOINT_URL
@@ -29,9 +35,10 @@ from pipeline.config import ConfigError
 NOTICE = "This lesson/part of the lesson is being recorded for training purposes"
 
 KNOWN = {
-    "station": {"site", "room", "id"},
-    "recording": {"source", "policy", "audio"},
-    "storage": {"endpoint", "bucket", "region"},
+    "station": {"site": str, "room": str, "id": str},
+    "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float},
+    "storage": {"endpoint": str, "bucket": str, "region": str},
+    "cameras": {"approved": list},
 }
 
 
@@ -46,6 +53,10 @@ class StationConfig:
     endpoint: str | None = None
     bucket: str | None = None
     region: str | None = None
+    audio_device: str | None = None
+    camera_give_up_s: float = 120.0
+    approved_cameras: tuple[str, ...] = ()
+    path: Path | None = None
 
 
 def load_station(path: str | Path | None) -> StationConfig:
@@ -66,8 +77,7 @@ def load_station(path: str | Path | None) -> StationConfig:
         for key, value in values.items():
             if key not in KNOWN[section]:
                 raise ConfigError(f"Station config {path} has an unknown setting {section}.{key}.")
-            if not isinstance(value, str) or not value.strip():
-                raise ConfigError(f"Station config {path}: {section}.{key} must be a non-empty text value.")
+            _check_value(path, f"{section}.{key}", value, KNOWN[section][key])
     station, recording, storage = data.get("station", {}), data.get("recording", {}), data.get("storage", {})
     return StationConfig(
         site=station.get("site"),
@@ -79,4 +89,51 @@ def load_station(path: str | Path | None) -> StationConfig:
         endpoint=storage.get("endpoint"),
         bucket=storage.get("bucket"),
         region=storage.get("region"),
+        audio_device=recording.get("audio_device"),
+        camera_give_up_s=float(recording.get("camera_give_up_s", 120.0)),
+        approved_cameras=tuple(data.get("cameras", {}).get("approved", ())),
+        path=path,
     )
+
+
+def _check_value(path: Path, name: str, value, kind) -> None:
+    if kind is str and not (isinstance(value, str) and value.strip()):
+        raise ConfigError(f"Station config {path}: {name} must be a non-empty text value.")
+    if kind is float and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
+        raise ConfigError(f"Station config {path}: {name} must be a positive number of seconds.")
+    if kind is list:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise ConfigError(f'Station config {path}: {name} must be a list of camera ids, like ["usb:046d:0825:A1B2C3"].')
+        from capture.registry import parse_camera_id
+        from capture.errors import CaptureError
+
+        for v in value:
+            try:
+                parse_camera_id(v)
+            except CaptureError as err:
+                raise ConfigError(f"Station config {path}: {name} has a bad entry: {err}") from err
+
+
+def save_approved_cameras(path: Path, ids: list[str]) -> None:
+    """Rewrites only the `[cameras]` section of the station config, keeping everything else
+    (comments included) as the technician wrote it."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept, skipping = [], False
+    for line in lines:
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = stripped == "[cameras]"
+        if not skipping:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    listed = ", ".join(f'"{i}"' for i in ids)
+    text = "\n".join([*kept, "", "[cameras]", f"approved = [{listed}]", ""]).lstrip("\n")
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(text)
+    try:
+        load_station(tmp)  # never leave a config the station cannot read
+    except ConfigError:
+        tmp.unlink()
+        raise
+    tmp.replace(path)

@@ -71,3 +71,34 @@ def test_a_broken_station_config_is_one_sentence(classcap, tmp_path):
     config.write_text('[station]\nsite = "north"\nroom = "lab-2"\nfloor = "2"\n')
     run = classcap("record", "--config", config, "--notice-confirmed")
     assert run.returncode != 0 and "unknown setting station.floor" in run.stderr
+
+
+def test_the_station_microphone_is_recorded_beside_the_video_on_the_same_clock(classcap, seaweed, bucket, s3):
+    """ALSA's `null` device is a real ALSA capture device (silence at the real sample rate)."""
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    run = classcap(
+        "record", "--source", "testpattern", "--audio-device", "null", "--duration", "4",
+        "--site", "n", "--room", "r", "--notice-confirmed", env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    data = s3.get_object(Bucket=bucket, Key=run.result["video_key"])["Body"].read()
+    with av.open(io.BytesIO(data)) as container:
+        video = [f.time for f in container.decode(video=0)]
+    with av.open(io.BytesIO(data)) as container:
+        audio = list(container.decode(audio=0))
+    assert audio and audio[0].sample_rate == 48000
+    audio_end = audio[-1].time + audio[-1].samples / 48000
+    assert abs(audio[0].time - video[0]) < 0.25, "sound starts with the picture"
+    assert abs(audio_end - video[-1]) < 0.5, "sound lasts as long as the picture"
+    m = manifest(s3, bucket, run.result["manifest_key"])
+    assert m["audio"] == "keep" and m["audio_error"] is None
+
+
+def test_a_missing_microphone_is_one_sentence_and_nothing_is_recorded(classcap, seaweed, bucket, s3):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    run = classcap(
+        "record", "--source", "testpattern", "--audio-device", "hw:7,0", "--duration", "2",
+        "--site", "n", "--room", "r", "--notice-confirmed", env=env,
+    )
+    assert run.returncode == 1 and "Cannot open the microphone 'hw:7,0'" in run.stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

@@ -1,0 +1,130 @@
+"""The station's microphone (an ALSA device through PyAV), joined to a camera on one clock.
+
+Sound never delays video: the microphone is read by its own thread into a short bounded
+buffer, and the joined source hands out whatever sound has arrived each time a video frame
+does. If the buffer overflows (the pipeline stalled) the oldest sound is dropped and counted,
+and the next chunk is placed by the clock, so sound and picture stay in step.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from capture.errors import CaptureError
+from capture.types import AudioChunk, Frame
+
+log = logging.getLogger(__name__)
+
+# PyAV's wheel bundles alsa-lib built to look for its configuration under a build path; point
+# it at the system's, where device names such as "default", "hw:1,0" and "null" are defined.
+_SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
+
+
+class AlsaMicrophone:
+    """Opens an ALSA capture device; `chunks()` yields (monotonic end time, fltp samples)."""
+
+    def __init__(self, device: str = "default", sample_rate: int = 48000, channels: int = 2):
+        if "ALSA_CONFIG_PATH" not in os.environ and _SYSTEM_ALSA_CONF.is_file():
+            os.environ["ALSA_CONFIG_PATH"] = str(_SYSTEM_ALSA_CONF)
+        self.device = device
+        try:
+            self._container = av.open(
+                device, format="alsa", options={"sample_rate": str(sample_rate), "channels": str(channels)}
+            )
+        except av.FFmpegError as err:
+            raise CaptureError(f"Cannot open the microphone {device!r} ({err.strerror or err}); `arecord -L` lists the devices.") from err
+        stream = self._container.streams.audio[0]
+        self.sample_rate = stream.rate or sample_rate
+        # ALSA reports an unnamed "2 channels" layout; the AAC encoder wants a named one
+        self.layout = "mono" if (stream.channels or channels) == 1 else "stereo"
+        self._resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.sample_rate)
+
+    def chunks(self) -> Iterator[tuple[float, np.ndarray]]:
+        for frame in self._container.decode(audio=0):
+            arrived = time.monotonic()
+            for out in self._resampler.resample(frame):
+                yield arrived, out.to_ndarray()
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class WithMicrophone:
+    """A video source (camera or test source) with the station microphone's sound added."""
+
+    def __init__(self, video, microphone: AlsaMicrophone, buffer_s: float = 2.0):
+        self.video, self.microphone = video, microphone
+        self.info = replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout)
+        self._buffer: deque = deque(maxlen=max(4, int(buffer_s * 50)))  # ALSA periods are ~10–25 ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.audio_error: str | None = None
+        self.dropped_audio_chunks = 0
+
+    # the camera's reconnect figures are the recording's
+    gaps = property(lambda self: getattr(self.video, "gaps", []))
+    reconnects = property(lambda self: getattr(self.video, "reconnects", 0))
+    stopped_because = property(lambda self: getattr(self.video, "stopped_because", None))
+
+    def stop(self) -> None:
+        stop = getattr(self.video, "stop", None)
+        if stop:
+            stop()
+
+    def _listen(self) -> None:
+        try:
+            for item in self.microphone.chunks():
+                if self._stop.is_set():
+                    return
+                if len(self._buffer) == self._buffer.maxlen:
+                    self.dropped_audio_chunks += 1
+                self._buffer.append(item)
+        except Exception as err:  # the lesson's video goes on; the manifest says the sound stopped
+            self.audio_error = f"The microphone {self.microphone.device!r} stopped ({err})."
+            log.error(self.audio_error)
+
+    def __iter__(self) -> Iterator[Frame | AudioChunk]:
+        rate = self.microphone.sample_rate
+        tb = Fraction(1, rate)
+        self._thread = threading.Thread(target=self._listen, name="microphone", daemon=True)
+        self._thread.start()
+        origin: float | None = None  # monotonic time of video pts 0
+        next_pts: int | None = None
+        for item in self.video:
+            if isinstance(item, AudioChunk):
+                continue  # a test clip's own sound is replaced by the microphone's
+            if origin is None:
+                origin = item.captured_at - float(item.pts * item.time_base)
+            yield item
+            while self._buffer:
+                arrived, samples = self._buffer.popleft()
+                n = samples.shape[1]
+                by_clock = round((arrived - origin) * rate) - n
+                if next_pts is None or abs(by_clock - next_pts) > rate // 10:
+                    next_pts = by_clock  # the first chunk, or a resync after drops or drift
+                if next_pts < 0:  # sound from before the first frame
+                    samples, n, next_pts = samples[:, -next_pts:], n + next_pts, 0
+                    if n <= 0:
+                        continue
+                yield AudioChunk(next_pts, tb, samples, rate, self.info.audio_layout)
+                next_pts += n
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout=2)  # it sees the flag at its next chunk (a few ms)
+            self.microphone.close()
+        finally:
+            self.video.close()
