@@ -29,7 +29,9 @@ class PipelineConfig:
 
     raw_queue: int = 8
     redacted_queue: int = 8
-    parts_in_flight: int = 2
+    # Parts wait here while storage is unreachable: 32 × 5 MiB is about 7 minutes of 720p30
+    # at 3 Mbit/s. A live recording that fills it stops cleanly; a file waits.
+    parts_in_flight: int = 32
     part_size: int = MIN_PART_SIZE
     keyframe_seconds: float = 2.0
     policy: str = "all"
@@ -53,6 +55,7 @@ class PipelineConfig:
     identity_recheck_frames: int = 90  # a visible track is re-identified this often
     detection_budget_s: float = 0.5  # live only: a slower search hides every face in the frame
     retention_days: int = 730
+    outage_give_up_s: float = 1800.0  # storage unreachable this long: the run fails (memory is all there is)
 
     def __post_init__(self) -> None:
         for name in ("raw_queue", "redacted_queue", "parts_in_flight"):

@@ -22,6 +22,7 @@ from upload.encoder import EncoderSettings, FragmentedMP4Encoder
 from upload.fragments import FragmentBuffer
 from upload.manifest import put_manifest
 from upload.multipart import MultipartUpload
+from upload.retry import Retrier
 from upload.storage import S3Location, StorageSettings
 
 log = logging.getLogger(__name__)
@@ -100,6 +101,9 @@ class Recording:
         self.manifest_key = f"{folder}/manifest.json"
         retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
         self.tags = {"retention-until": retention}
+        # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.
+        self.retrier = Retrier(give_up_after_s=config.outage_give_up_s)
+        self.stopped_because: str | None = None
 
     def finish(self) -> None:
         """End the recording cleanly (stop button, SIGINT, SIGTERM, duration): everything already
@@ -112,7 +116,7 @@ class Recording:
     # -- the run
     def run(self) -> RecordingResult:
         self._write_manifest("recording")
-        upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags)
+        upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags, self.retrier)
         try:
             with upload:
                 self._stream(upload)
@@ -129,6 +133,7 @@ class Recording:
     def _stream(self, upload: MultipartUpload) -> None:
         cfg, c = self.config, self.counters
         sup = Supervisor()
+        self.retrier.stop = sup.stop  # a failing stage or Ctrl-C ends any wait for storage
         raw = sup.queue("raw", cfg.raw_queue)
         redacted = sup.queue("redacted", cfg.redacted_queue)
         parts = sup.queue("parts", cfg.parts_in_flight)
@@ -172,8 +177,20 @@ class Recording:
                 redacted.put(chunk)
             redacted.put(END)
 
+        def hand_part(part) -> None:
+            if self.info.live and parts.qsize() >= parts.maxsize and not self._finish.is_set():
+                # A camera cannot wait: with the buffer full, stop capturing and keep what is held.
+                self.stopped_because = (
+                    f"Storage was unreachable for {self.retrier.outages.unreachable_for:.0f} s and the station's upload "
+                    f"buffer ({parts.maxsize * cfg.part_size // 2**20} MiB) filled, so the recording was stopped; "
+                    "everything captured before that was kept."
+                )
+                log.error(self.stopped_because)
+                self.finish()
+            parts.put(part)
+
         def encode() -> None:
-            buffer = FragmentBuffer(parts.put, cfg.part_size)
+            buffer = FragmentBuffer(hand_part, cfg.part_size)
             encoder = FragmentedMP4Encoder(buffer, self._encoder_settings(keep_audio))
             try:
                 while (item := redacted.get()) is not END:
@@ -208,6 +225,7 @@ class Recording:
             c.dropped_frames = raw.dropped_by_kind["Frame"]
             c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
+            c.upload_retries = self.retrier.outages.retries
 
     def _encoder_settings(self, with_audio: bool) -> EncoderSettings:
         return EncoderSettings(
@@ -253,7 +271,8 @@ class Recording:
             "identity_timeouts": self.engine.policy.timeouts,
             "reconnects": getattr(self.source, "reconnects", 0),
             "gaps": [asdict(gap) for gap in getattr(self.source, "gaps", [])],
-            "stopped_because": getattr(self.source, "stopped_because", None),
+            "stopped_because": self.stopped_because or getattr(self.source, "stopped_because", None),
+            "storage_outages": self.retrier.outages.log,
             "audio_error": getattr(self.source, "audio_error", None),
             "microphone_dropped_chunks": getattr(self.source, "dropped_audio_chunks", 0),
             "upload_retries": c.upload_retries,
@@ -270,7 +289,7 @@ class Recording:
 
     def _write_manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> dict:
         manifest = self.manifest(status, error, upload)
-        put_manifest(self.client, self.storage, self.location.bucket, self.manifest_key, manifest, self.tags)
+        put_manifest(self.client, self.storage, self.location.bucket, self.manifest_key, manifest, self.tags, self.retrier)
         return manifest
 
     def _write_manifest_quietly(self, status: str, **kwargs) -> None:

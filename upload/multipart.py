@@ -9,6 +9,7 @@ import logging
 from botocore.exceptions import BotoCoreError, ClientError
 
 from upload.errors import UploadError
+from upload.retry import Retrier
 from upload.storage import StorageSettings, explain
 from upload.types import Part
 
@@ -22,9 +23,12 @@ class MultipartUpload:
     recording never leaves a half object (or orphan parts) in the bucket.
     """
 
-    def __init__(self, client, settings: StorageSettings, bucket: str, key: str, tags: dict[str, str]):
+    def __init__(
+        self, client, settings: StorageSettings, bucket: str, key: str, tags: dict[str, str], retrier: Retrier | None = None
+    ):
         self._client = client
         self._settings = settings
+        self._retrier = retrier or Retrier(give_up_after_s=0)
         self.bucket, self.key, self.tags = bucket, key, tags
         self.upload_id: str | None = None
         self._etags: dict[int, str] = {}
@@ -72,15 +76,27 @@ class MultipartUpload:
 
     def complete(self) -> None:
         parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(self._etags.items())]
-        self._call(
-            "complete the video upload",
-            self._client.complete_multipart_upload,
-            Bucket=self.bucket,
-            Key=self.key,
-            UploadId=self.upload_id,
-            MultipartUpload={"Parts": parts},
-        )
+        try:
+            self._call(
+                "complete the video upload",
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=self.key,
+                UploadId=self.upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except UploadError as err:
+            # A retried completion whose first try did land (only the answer was lost) finds the
+            # upload gone: the object being there, at its full size, is the success it missed.
+            if not (_code(err) == "NoSuchUpload" and self._object_size() == self.bytes_sent):
+                raise
         self.upload_id = None
+
+    def _object_size(self) -> int | None:
+        try:
+            return self._client.head_object(Bucket=self.bucket, Key=self.key)["ContentLength"]
+        except (ClientError, BotoCoreError):
+            return None
 
     @property
     def sha256(self) -> str:
@@ -97,7 +113,15 @@ class MultipartUpload:
             log.error("could not abort the upload of %s: %s", self.key, err)
 
     def _call(self, action: str, method, **kwargs):
-        try:
-            return method(**kwargs)
-        except (ClientError, BotoCoreError) as err:
-            raise explain(err, self._settings, self.bucket, action) from err
+        def once():
+            try:
+                return method(**kwargs)
+            except (ClientError, BotoCoreError) as err:
+                raise explain(err, self._settings, self.bucket, action) from err
+
+        return self._retrier.call(action, once)
+
+
+def _code(err: UploadError) -> str:
+    cause = err.__cause__
+    return cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
