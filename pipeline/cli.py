@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
     rec.add_argument("--policy", help="blur policy (default: the station's, else all)")
     rec.add_argument("--audio", choices=("keep", "drop"), help="keep or drop sound (default: the station's)")
+    rec.add_argument("--crf", type=int, help="video quality, 0–51: lower is sharper and bigger (default: the station's, else 23)")
     rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default)")
     rec.add_argument("--notice-confirmed", action="store_true", help="the class has been told it is being recorded")
     rec.add_argument("--bucket", help="bucket to record into (default: $CLASSCAP_BUCKET or the station's)")
@@ -140,6 +141,7 @@ def _recording_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", default=os.environ.get("CLASSCAP_SITE", "unassigned-site"), help="school site")
     parser.add_argument("--room", default=os.environ.get("CLASSCAP_ROOM", "unassigned-room"), help="room")
     parser.add_argument("--station", default=os.environ.get("CLASSCAP_STATION", os.uname().nodename), help="station id")
+    parser.add_argument("--crf", type=int, default=23, help="video quality, 0–51: lower is sharper and bigger (default 23)")
     parser.add_argument("--queue-frames", type=int, default=8, help="frames each in-memory queue may hold")
     parser.add_argument("--part-size-mb", type=float, default=5.0, help="multipart part size in MiB (at least 5)")
 

@@ -23,6 +23,7 @@ def pipeline_config(args) -> PipelineConfig:
         policy=args.policy,
         audio=args.audio,
         style=args.style,
+        crf=args.crf,
     )
 
 

@@ -63,6 +63,8 @@ class PipelineConfig:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.part_size < MIN_PART_SIZE:
             raise ConfigError(f"part_size must be at least {MIN_PART_SIZE} bytes, the S3 minimum part size.")
+        if not 0 <= self.crf <= 51:
+            raise ConfigError(f"crf must be from 0 to 51, not {self.crf}.")
         if self.audio not in ("keep", "drop"):
             raise ConfigError(f"audio must be keep or drop, not {self.audio!r}.")
         try:

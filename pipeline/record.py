@@ -126,6 +126,7 @@ def record(args) -> dict:
     config = PipelineConfig(
         policy=args.policy or station.policy or "all",
         audio=args.audio or station.audio or "keep",
+        crf=args.crf if args.crf is not None else (station.crf if station.crf is not None else 23),
         raw_queue=3,  # live: a short queue is a short delay; the oldest frame is dropped instead
         redacted_queue=3,
     )

@@ -273,6 +273,7 @@ class Recording:
             "gaps": [asdict(gap) for gap in getattr(self.source, "gaps", [])],
             "stopped_because": self.stopped_because or getattr(self.source, "stopped_because", None),
             "storage_outages": self.retrier.outages.log,
+            "upload_buffer_peak_parts": c.queue_high_water.get("parts", 0),
             "audio_error": getattr(self.source, "audio_error", None),
             "microphone_dropped_chunks": getattr(self.source, "dropped_audio_chunks", 0),
             "upload_retries": c.upload_retries,

@@ -12,6 +12,7 @@ source = "usb:046d:0825:A1B2C3"  # a USB camera by id (or /dev/video0), rtsp://H
 policy = "exclude"
 audio = "drop"                   # keep | drop
 audio_device = "default"         # the ALSA microphone used with a camera when audio is kept (`arecord -L`)
+crf = 23                         # video quality: lower is sharper and needs more bandwidth
 camera_give_up_s = 120           # a camera away longer than this ends the recording (finished, kept)
 
 [cameras]
@@ -36,7 +37,7 @@ NOTICE = "This lesson/part of the lesson is being recorded for training purposes
 
 KNOWN = {
     "station": {"site": str, "room": str, "id": str},
-    "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float},
+    "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float, "crf": int},
     "storage": {"endpoint": str, "bucket": str, "region": str},
     "cameras": {"approved": list},
 }
@@ -55,6 +56,7 @@ class StationConfig:
     region: str | None = None
     audio_device: str | None = None
     camera_give_up_s: float = 120.0
+    crf: int | None = None
     approved_cameras: tuple[str, ...] = ()
     path: Path | None = None
 
@@ -90,6 +92,7 @@ def load_station(path: str | Path | None) -> StationConfig:
         bucket=storage.get("bucket"),
         region=storage.get("region"),
         audio_device=recording.get("audio_device"),
+        crf=recording.get("crf"),
         camera_give_up_s=float(recording.get("camera_give_up_s", 120.0)),
         approved_cameras=tuple(data.get("cameras", {}).get("approved", ())),
         path=path,
@@ -101,6 +104,8 @@ def _check_value(path: Path, name: str, value, kind) -> None:
         raise ConfigError(f"Station config {path}: {name} must be a non-empty text value.")
     if kind is float and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
         raise ConfigError(f"Station config {path}: {name} must be a positive number of seconds.")
+    if kind is int and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 51):
+        raise ConfigError(f"Station config {path}: {name} must be a whole number from 0 to 51.")
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
             raise ConfigError(f'Station config {path}: {name} must be a list of camera ids, like ["usb:046d:0825:A1B2C3"].')
