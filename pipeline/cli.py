@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="S3 port (default: a free one)")
     serve.add_argument("--bucket", action="append", default=[], help="bucket to create at start (repeatable)")
     serve.set_defaults(run=cmd.storage_serve)
+    from pipeline import storage_cmd
+
+    storage_cmd.add_parsers(storage_cmds)
 
     from pipeline import gallery_cmd
 

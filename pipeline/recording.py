@@ -100,7 +100,8 @@ class Recording:
         self.video_key = f"{folder}/video.mp4"
         self.manifest_key = f"{folder}/manifest.json"
         retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
-        self.tags = {"retention-until": retention}
+        # keep=false: the bucket's lifecycle rule expires the recording; `storage keep` flips it
+        self.tags = {"retention-until": retention, "keep": "false"}
         # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.
         self.retrier = Retrier(give_up_after_s=config.outage_give_up_s)
         self.stopped_because: str | None = None

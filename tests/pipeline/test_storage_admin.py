@@ -1,0 +1,111 @@
+"""The technician's storage commands against a real SeaweedFS: recover after kill -9, verify, keep, delete, init."""
+
+import io
+import json
+import signal
+import subprocess
+import time
+
+import av
+
+from conftest import CLASSCAP, storage_env
+
+
+def upload_parts(s3, bucket):
+    uploads = s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    if not uploads:
+        return 0
+    u = uploads[0]
+    return len(s3.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
+
+
+def decode_times(data: bytes):
+    with av.open(io.BytesIO(data)) as container:
+        return [f.time for f in container.decode(video=0)]
+
+
+def test_kill_9_mid_recording_then_recover_gives_a_playable_video_missing_at_most_the_unsent_part(seaweed, bucket, s3, classcap):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    station = subprocess.Popen(
+        [*CLASSCAP, "record", "--source", "generated:classroom", "--audio", "drop", "--crf", "8",
+         "--site", "n", "--room", "r", "--notice-confirmed"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 240
+    while upload_parts(s3, bucket) < 2:
+        assert time.monotonic() < deadline and station.poll() is None, "the station uploaded no parts"
+        time.sleep(0.3)
+    station.send_signal(signal.SIGKILL)  # power cut: no cleanup of any kind
+    station.wait(timeout=30)
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads"), "the interrupted upload is left in storage"
+    manifest_key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"] if o["Key"].endswith("manifest.json"))
+    assert json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())["status"] == "recording"
+
+    run = classcap("storage", "recover", f"s3://{bucket}/recordings", env=env)
+    assert run.returncode == 0, run.stderr
+    [recovered] = run.result["recordings"]
+    assert recovered["status"] == "recovered" and recovered["parts_used"] == recovered["parts_found"] >= 2
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    data = s3.get_object(Bucket=bucket, Key=recovered["video_key"])["Body"].read()
+    times = decode_times(data)  # decodes to the end without error: it ends on a fragment boundary
+    m = json.loads(s3.get_object(Bucket=bucket, Key=manifest_key)["Body"].read())
+    assert m["status"] == "recovered" and m["frames_out"] == len(times) == recovered["frames"] > 0
+    assert m["recovery"]["decode_error"] is None and m["video"]["bytes"] == len(data)
+    # what a kill loses is the part being filled: at most one part's worth of video after the last one sent
+    part_bytes = 5 * 1024 * 1024
+    assert len(data) >= recovered["parts_used"] * part_bytes
+    print(f"recovered {len(times)} frames ({times[-1]:.1f} s) from {recovered['parts_used']} parts of 5 MiB")
+
+    verified = classcap("storage", "verify", m["recording_id"], env=env)
+    assert verified.returncode == 0 and verified.result["ok"], verified.stdout + verified.stderr
+    again = classcap("storage", "recover", f"s3://{bucket}/recordings", env=env)
+    assert again.returncode == 0 and again.result["recordings"] == [], "recovering twice changes nothing"
+
+
+def test_verify_finds_a_tampered_video_and_keep_and_delete_act_on_one_recording(seaweed, bucket, s3, classcap, classroom_clip):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    made = [classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", env=env) for _ in range(2)]
+    assert all(r.returncode == 0 for r in made), made[0].stderr
+    first, second = (r.result for r in made)
+
+    ok = classcap("storage", "verify", first["recording_id"], env=env)
+    assert ok.returncode == 0 and ok.result["ok"] and ok.result["frames"] == first["frames_out"]
+
+    data = s3.get_object(Bucket=bucket, Key=second["video_key"])["Body"].read()
+    s3.put_object(Bucket=bucket, Key=second["video_key"], Body=data[:-1000])  # damage: a cut tail
+    bad = classcap("storage", "verify", second["recording_id"], env=env)
+    assert bad.returncode == 2 and not bad.result["ok"]
+    assert any("size" in p for p in bad.result["problems"]) and any("SHA-256" in p for p in bad.result["problems"])
+
+    kept = classcap("storage", "keep", first["recording_id"], env=env)
+    assert kept.returncode == 0, kept.stderr
+    for key in (first["video_key"], first["manifest_key"]):
+        tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+        assert tags["keep"] == "true" and tags["retention-until"]
+
+    refused = classcap("storage", "delete", second["recording_id"], env=env)
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    deleted = classcap("storage", "delete", second["recording_id"], "--yes", env=env)
+    assert deleted.returncode == 0, deleted.stderr
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert not any(second["recording_id"] in k for k in keys)
+    assert first["video_key"] in keys and first["manifest_key"] in keys, "only the named recording goes"
+    missing = classcap("storage", "delete", second["recording_id"], "--yes", env=env)
+    assert missing.returncode == 1 and f"no recording {second['recording_id']}" in missing.stderr
+
+
+def test_new_objects_expire_unless_kept_and_init_sets_encryption_and_the_lifecycle(seaweed, bucket, s3, classcap):
+    env = storage_env(seaweed)
+    run = classcap("storage", "init", f"s3://{bucket}", "--apply-policy", env=env)
+    assert run.returncode == 0, run.stderr
+    assert run.result["steps"]["default encryption"] == "done" and run.result["steps"]["lifecycle"] == "done"
+    rule = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    assert rule["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    [expire, abort] = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    assert expire["Expiration"]["Days"] == 730
+    assert expire["Filter"]["And"] == {"Prefix": "recordings/", "Tags": [{"Key": "keep", "Value": "false"}]}
+    policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    denied = next(s for s in policy["Statement"] if s["Effect"] == "Deny" and "s3:GetObject" in s["Action"])
+    assert denied["Resource"].endswith("/recordings/*")
+    unknown = classcap("storage", "init", "s3://no-such-bucket-here", env=env)
+    assert unknown.returncode == 1 and "does not exist" in unknown.stderr
