@@ -1,5 +1,6 @@
 """The station never writes a local file while it records: every open is traced with strace."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -60,4 +61,42 @@ def test_process_opens_no_local_file_for_writing(seaweed, classcap, classroom_cl
     )
     assert done.returncode == 0, done.stderr
     assert '"' + str(classroom_clip.path) + '"' in trace  # the trace did see the run
+    assert write_opens(trace) == []
+
+
+def test_a_live_recording_through_a_storage_outage_opens_no_local_file_for_writing(seaweed, bucket, s3, tmp_path):
+    """While storage is down the video waits in memory, never on disk."""
+    import threading
+    import time
+
+    from conftest import CLASSCAP, storage_env
+    from faultproxy import FaultProxy
+    from test_outage import parts_uploaded
+
+    with FaultProxy(seaweed.port) as proxy:
+        env = storage_env(seaweed, AWS_ENDPOINT_URL=proxy.endpoint, CLASSCAP_BUCKET=bucket)
+        outage = {}
+
+        def cut_storage_once_parts_flow():
+            deadline = time.monotonic() + 240
+            while parts_uploaded(s3, bucket) < 1 and time.monotonic() < deadline:
+                time.sleep(0.3)
+            proxy.down()
+            outage["parts_before"] = parts_uploaded(s3, bucket)
+            time.sleep(15)
+            proxy.up()
+            outage["done"] = True
+
+        cutter = threading.Thread(target=cut_storage_once_parts_flow, daemon=True)
+        cutter.start()
+        done, trace = strace(
+            *CLASSCAP, "record", "--source", "generated:classroom", "--audio", "drop", "--crf", "8", "--duration", "45",
+            "--site", "n", "--room", "r", "--notice-confirmed", env=env, tmp_path=tmp_path,
+        )
+        cutter.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert outage.get("done"), "the outage happened during the recording"
+    manifest = json.loads(done.stdout.strip().splitlines()[-1])
+    m = json.loads(s3.get_object(Bucket=bucket, Key=manifest["manifest_key"])["Body"].read())
+    assert m["status"] == "complete" and m["storage_outages"], "the station noticed the outage"
     assert write_opens(trace) == []
