@@ -73,6 +73,9 @@ def run_recording(
         "queue_high_water": recording.counters.queue_high_water,
         "latency_p50_ms": figures.get("latency_p50_ms"),
         "latency_p99_ms": figures.get("latency_p99_ms"),
+        "sustained_fps": figures.get("sustained_fps"),
+        "privacy_ms_per_frame": figures.get("privacy_ms_per_frame"),
+        "encode_ms_per_frame": figures.get("encode_ms_per_frame"),
     }
 
 

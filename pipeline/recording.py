@@ -42,9 +42,25 @@ class Counters:
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000), repr=False)
     queue_high_water: dict = field(default_factory=dict)
     part_buffer_peak_bytes: int = 0
+    # where the time goes: seconds each stage spent working (not waiting on its queues), and
+    # the span from the first frame captured to the last one encoded (sustained rate)
+    privacy_busy_s: float = 0.0
+    encode_busy_s: float = 0.0
+    first_captured_at: float | None = None
+    last_encoded_at: float | None = None
+
+    @property
+    def sustained_fps(self) -> float | None:
+        if self.first_captured_at is None or self.last_encoded_at is None or self.frames_out < 2:
+            return None
+        return round(self.frames_out / max(self.last_encoded_at - self.first_captured_at, 1e-9), 2)
 
     def figures(self) -> dict:
         values = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
+        values["sustained_fps"] = self.sustained_fps
+        if self.frames_out:
+            values["privacy_ms_per_frame"] = round(self.privacy_busy_s * 1000 / self.frames_out, 1)
+            values["encode_ms_per_frame"] = round(self.encode_busy_s * 1000 / self.frames_out, 1)
         if self.latencies_ms:
             ordered = sorted(self.latencies_ms)
             values["latency_p50_ms"] = round(ordered[len(ordered) // 2], 1)
@@ -170,7 +186,12 @@ class Recording:
 
             while (item := raw.get()) is not END:
                 if isinstance(item, Frame):
-                    hand_on(self.engine.push(item.image, item))
+                    if c.first_captured_at is None:
+                        c.first_captured_at = item.captured_at
+                    began = time.monotonic()
+                    ready = self.engine.push(item.image, item)
+                    c.privacy_busy_s += time.monotonic() - began
+                    hand_on(ready)
                 else:
                     held_audio.append(item)
             hand_on(self.engine.flush())
@@ -198,8 +219,11 @@ class Recording:
                     if isinstance(item, AudioChunk):
                         encoder.encode_audio(item.samples, item.pts, item.time_base, item.sample_rate, item.layout)
                         continue
+                    began = time.monotonic()
                     encoder.encode_video(item.image, item.pts)
-                    c.latencies_ms.append((time.monotonic() - item.captured_at) * 1000)
+                    c.last_encoded_at = time.monotonic()
+                    c.encode_busy_s += c.last_encoded_at - began
+                    c.latencies_ms.append((c.last_encoded_at - item.captured_at) * 1000)
                     c.frames_out = encoder.frames_encoded
                     if self.on_progress:
                         self.on_progress(c)
