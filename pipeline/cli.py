@@ -74,6 +74,18 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--station", help="station id (default: the station's, else the host name)")
     rec.set_defaults(run=cmd.record)
 
+    from pipeline.reblur import reblur_command
+
+    reblur = commands.add_parser("reblur", help="re-blur retained recordings with the current exclusion gallery")
+    reblur.add_argument("prefix_url", metavar="s3://BUCKET/PREFIX")
+    reblur.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool (default) or a Ray cluster")
+    reblur.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    reblur.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    reblur.add_argument("--force", action="store_true", help="re-blur recordings already blurred with the current gallery")
+    reblur.add_argument("--retries", type=int, default=1, help="times a failed clip is tried again (default 1)")
+    reblur.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
+    reblur.set_defaults(run=reblur_command)
+
     from pipeline import cameras_cmd
 
     cameras = commands.add_parser("cameras", help="which cameras are attached and which are approved school cameras")

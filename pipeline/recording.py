@@ -96,7 +96,10 @@ class Recording:
         model_hashes: dict[str, str],
         gallery_version: str | None = None,
         on_progress=None,
+        into: tuple[str, str] | None = None,
     ):
+        """`into`: (recording id, video key) to write a given object instead of a new recording
+        (re-blurring does, and writes the manifest itself); no manifest is written then."""
         self.source = source
         self.info: SourceInfo = source.info
         self.engine = engine
@@ -111,9 +114,14 @@ class Recording:
         self.counters = Counters()
         self._finish = threading.Event()
         self.started = datetime.now(timezone.utc)
-        self.recording_id = new_recording_id(self.started)
-        folder = location.key(placement.site, placement.room, self.started.strftime("%Y-%m-%d"), self.recording_id)
-        self.video_key = f"{folder}/video.mp4"
+        self.write_manifests = into is None
+        if into is None:
+            self.recording_id = new_recording_id(self.started)
+            folder = location.key(placement.site, placement.room, self.started.strftime("%Y-%m-%d"), self.recording_id)
+            self.video_key = f"{folder}/video.mp4"
+        else:
+            self.recording_id, self.video_key = into
+            folder = self.video_key.rsplit("/", 1)[0]
         self.manifest_key = f"{folder}/manifest.json"
         retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
         # keep=false: the bucket's lifecycle rule expires the recording; `storage keep` flips it
@@ -132,7 +140,8 @@ class Recording:
 
     # -- the run
     def run(self) -> RecordingResult:
-        self._write_manifest("recording")
+        if self.write_manifests:
+            self._write_manifest("recording")
         upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags, self.retrier)
         try:
             with upload:
@@ -144,7 +153,7 @@ class Recording:
         finally:
             self.source.close()
             self.engine.close()
-        manifest = self._write_manifest("complete", upload=upload)
+        manifest = self._write_manifest("complete", upload=upload) if self.write_manifests else self.manifest("complete", upload=upload)
         return RecordingResult(self.recording_id, self.location.bucket, self.video_key, self.manifest_key, manifest)
 
     def _stream(self, upload: MultipartUpload) -> None:
@@ -319,6 +328,8 @@ class Recording:
         return manifest
 
     def _write_manifest_quietly(self, status: str, **kwargs) -> None:
+        if not self.write_manifests:
+            return
         try:
             self._write_manifest(status, **kwargs)
         except Exception as err:  # the original failure is the one to report

@@ -61,6 +61,7 @@ def inspect_video(client, settings: StorageSettings, bucket: str, key: str) -> V
     frames, last, error = 0, 0.0, None
     try:
         with av.open(stream, mode="r", format="mp4") as container:
+            container.streams.video[0].thread_type = "AUTO"
             for frame in container.decode(video=0):
                 frames += 1
                 last = frame.time or last

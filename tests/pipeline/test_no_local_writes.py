@@ -100,3 +100,19 @@ def test_a_live_recording_through_a_storage_outage_opens_no_local_file_for_writi
     m = json.loads(s3.get_object(Bucket=bucket, Key=manifest["manifest_key"])["Body"].read())
     assert m["status"] == "complete" and m["storage_outages"], "the station noticed the outage"
     assert write_opens(trace) == []
+
+
+def test_reblur_opens_no_local_file_for_writing(seaweed, classcap, classroom_clip, bucket, tmp_path):
+    """Re-blurring streams the stored video from storage and back, through worker processes."""
+    from conftest import CLASSCAP, storage_env
+    from fixtures.faces import default_cache_dir, load_faces
+
+    load_faces()
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    made = classcap("process", classroom_clip.path, "--to", f"s3://{bucket}/recordings", "--policy", "exclude", env=env)
+    assert made.returncode == 0, made.stderr
+    assert classcap("gallery", "add", "--id", "s-1", "--role", "excluded", default_cache_dir() / "biden.jpg", env=env).returncode == 0
+    done, trace = strace(*CLASSCAP, "reblur", f"s3://{bucket}/recordings", "--workers", "1", env=env, tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["reblurred"] == 1
+    assert write_opens(trace) == []

@@ -1,0 +1,351 @@
+"""`classcap reblur`: re-blur retained recordings when the exclusion gallery changes.
+
+Each recording is one task, run the same way by the local process pool and by Ray:
+
+1. its manifest says which gallery it was blurred with; a current one is skipped (`--force`
+   re-blurs anyway);
+2. the video is read from storage in ranges, decoded, run through the privacy engine with the
+   current gallery, re-encoded and uploaded as `video.next.mp4`, all in memory;
+3. the new object is verified (frames decoded against the original's, SHA-256 against what
+   was sent); the manifest then points at it, with a `reblurred_from` entry;
+4. it is copied over `video.mp4`, the manifest points back there, and `video.next.mp4` goes.
+
+At every step the manifest points at a complete, verified video: a crash leaves either the old
+recording or the new one, never neither, and a re-run resumes (step 4) or skips (done).
+Re-blurring only adds redaction: the stored video was already blurred; raw footage is never kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+log = logging.getLogger(__name__)
+
+NEXT = "video.next.mp4"
+CURRENT = "video.mp4"
+
+
+@dataclass(frozen=True)
+class ReblurTask:
+    """Everything one clip needs, as plain values (it crosses process and cluster boundaries)."""
+
+    storage: object  # upload.storage.StorageSettings
+    bucket: str
+    manifest_key: str
+    force: bool = False
+    index: int = 0
+    total: int = 1
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def find_recordings(client, settings, bucket: str, prefix: str) -> list[str]:
+    """Manifest keys under `prefix`, oldest first."""
+    from upload.storage import explain
+
+    keys = []
+    try:
+        for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/manifest.json"))
+    except (ClientError, BotoCoreError) as err:
+        raise explain(err, settings, bucket, "list the recordings") from err
+    return sorted(keys)
+
+
+def reblur_one(task: ReblurTask) -> dict:
+    """Re-blurs one recording; returns its row of the summary (never raises for a bad clip)."""
+    from upload.storage import make_client
+
+    started = time.monotonic()
+    client = make_client(task.storage)
+    folder = task.manifest_key.rsplit("/", 1)[0]
+    row = {"recording_id": folder.rsplit("/", 1)[-1], "manifest_key": task.manifest_key, "frames": 0, "faces_redacted": 0}
+    try:
+        row.update(_reblur(client, task, folder))
+    except Exception as err:  # reported in the summary with its reason; the original is untouched
+        log.debug("re-blurring %s failed", task.manifest_key, exc_info=True)
+        _abort_next(client, task.bucket, folder)
+        row.update(status="failed", reason=_sentence(err))
+    row["seconds"] = round(time.monotonic() - started, 2)
+    return row
+
+
+def _reblur(client, task: ReblurTask, folder: str) -> dict:
+    from pipeline.engine_factory import build_engine, load_gallery
+    from pipeline.config import Placement, PipelineConfig
+    from pipeline.recording import Recording
+    from capture.file import FileSource
+    from upload.admin import inspect_video
+    from upload.manifest import get_manifest, put_manifest
+    from upload.s3file import S3ObjectReader
+    from upload.storage import S3Location
+
+    bucket, settings = task.bucket, task.storage
+    manifest = get_manifest(client, bucket, task.manifest_key)
+    gallery = load_gallery(client, settings, bucket)
+    video = manifest.get("video") or {}
+    tags = {"retention-until": manifest.get("retention_until") or "", "keep": "false"}
+    if video.get("key", "").endswith("/" + NEXT):  # a run stopped between verifying and promoting
+        _promote(client, settings, bucket, task.manifest_key, manifest, tags)
+        return {"status": "reblurred", "resumed": True, "frames": manifest.get("frames_out", 0)}
+    _delete_quietly(client, bucket, f"{folder}/{NEXT}")  # a stray copy of a finished promotion
+    _abort_next(client, bucket, folder)  # a run stopped while uploading
+    if manifest.get("status") not in ("complete", "recovered"):
+        return {"status": "skipped", "reason": f"the recording is {manifest.get('status')}, not finished"}
+    if not task.force and manifest.get("gallery_version") == gallery.version:
+        return {"status": "skipped", "reason": "already blurred with the current gallery"}
+
+    old_key = video.get("key") or f"{folder}/{CURRENT}"
+    reader = S3ObjectReader(client, settings, bucket, old_key)
+    audio = manifest.get("audio") == "keep"
+    source = FileSource(reader, with_audio=audio, name=f"{row_id(folder)}.mp4")
+    config = PipelineConfig(policy=manifest.get("policy") or "all", audio="keep" if audio else "drop")
+    engine, hashes = build_engine(config, gallery, wait_for_identity=True)
+    placement = Placement(
+        site=manifest.get("site") or "unknown-site", room=manifest.get("room") or "unknown-room",
+        station=manifest.get("station") or "unknown-station",
+    )
+    label = f"[{task.index + 1}/{task.total}] {row_id(folder)}"
+    expected = manifest.get("frames_out")
+
+    def progress(counters, _last=[0.0]):
+        now = time.monotonic()
+        if now - _last[0] >= 2:
+            _last[0] = now
+            print(f"  {label}: {counters.frames_out}/{expected} frames re-blurred", file=sys.stderr, flush=True)
+
+    recording = Recording(
+        source, engine, client, settings, S3Location(bucket, ""), placement, config, hashes,
+        gallery_version=gallery.version, on_progress=progress, into=(row_id(folder), f"{folder}/{NEXT}"),
+    )
+    recording.tags = tags
+    result = recording.run()
+    new = result.manifest
+    check = inspect_video(client, settings, bucket, f"{folder}/{NEXT}")
+    problems = []
+    if check.frames != new["frames_out"] or (expected is not None and check.frames != expected):
+        problems.append(f"the new video has {check.frames} frames, the original {expected}")
+    if check.sha256 != new["video"]["sha256"] or check.error:
+        problems.append(check.error or "the new video's checksum differs from what was uploaded")
+    if problems:
+        _delete_quietly(client, bucket, f"{folder}/{NEXT}")
+        raise RuntimeError("; ".join(problems))
+    updated = {k: v for k, v in manifest.items() if k != "schema"}
+    history = list(updated.get("reblurred_from") or [])
+    history.append({
+        "at": _now(),
+        "sha256": video.get("sha256"),
+        "bytes": video.get("bytes"),
+        "gallery_version": manifest.get("gallery_version"),
+        "models": manifest.get("models"),
+    })
+    updated.update(
+        gallery_version=gallery.version,
+        models=hashes,
+        reblurred_from=history,
+        frames_out=check.frames,
+        faces_detected=new["faces_detected"],
+        faces_redacted=new["faces_redacted"],
+        fail_closed_frames=new["fail_closed_frames"],
+        video={"key": f"{folder}/{NEXT}", "parts": new["video"]["parts"], "bytes": check.size, "sha256": check.sha256},
+    )
+    put_manifest(client, settings, bucket, task.manifest_key, updated, tags)
+    _promote(client, settings, bucket, task.manifest_key, updated, tags)
+    return {
+        "status": "reblurred",
+        "frames": check.frames,
+        "faces_redacted": new["faces_redacted"],
+        "fail_closed_frames": new["fail_closed_frames"],
+        "gallery_version": gallery.version,
+    }
+
+
+def _promote(client, settings, bucket: str, manifest_key: str, manifest: dict, tags: dict) -> None:
+    """video.next.mp4 → video.mp4 (a server-side copy), the manifest back to it, the copy gone."""
+    from upload.manifest import put_manifest
+    from upload.storage import explain
+
+    folder = manifest_key.rsplit("/", 1)[0]
+    source, target = f"{folder}/{NEXT}", f"{folder}/{CURRENT}"
+    try:
+        client.copy_object(
+            Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source},
+            ServerSideEncryption="AES256", TaggingDirective="COPY", MetadataDirective="COPY",
+        )
+        size = client.head_object(Bucket=bucket, Key=target)["ContentLength"]
+    except (ClientError, BotoCoreError) as err:
+        raise explain(err, settings, bucket, "replace the original video") from err
+    if size != manifest["video"]["bytes"]:
+        raise RuntimeError(f"the copied video has {size} bytes, not {manifest['video']['bytes']}")
+    done = {k: v for k, v in manifest.items() if k != "schema"}
+    done["video"] = {**manifest["video"], "key": target}
+    put_manifest(client, settings, bucket, manifest_key, done, tags)
+    _delete_quietly(client, bucket, source)
+
+
+def _abort_next(client, bucket: str, folder: str) -> None:
+    try:
+        uploads = client.list_multipart_uploads(Bucket=bucket, Prefix=f"{folder}/{NEXT}").get("Uploads", [])
+        for u in uploads:
+            client.abort_multipart_upload(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"])
+    except (ClientError, BotoCoreError) as err:
+        log.warning("could not clean up an interrupted re-blur upload in %s: %s", folder, err)
+
+
+def _delete_quietly(client, bucket: str, key: str) -> None:
+    try:
+        client.delete_object(Bucket=bucket, Key=key)
+    except (ClientError, BotoCoreError) as err:
+        log.warning("could not delete %s: %s", key, err)
+
+
+def row_id(folder: str) -> str:
+    return folder.rsplit("/", 1)[-1]
+
+
+def _sentence(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
+
+
+# -- engines: the same task function, a local process pool or a Ray cluster
+
+
+def run_local(tasks: list[ReblurTask], workers: int, retries: int, on_done) -> list[dict]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    results: dict[int, dict] = {}
+    attempts = {t.index: 0 for t in tasks}
+    # spawn, not fork: the workers start their own threads and identity processes
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = {pool.submit(reblur_one, t): t for t in tasks}
+        while pending:
+            from concurrent.futures import FIRST_COMPLETED, wait
+
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                attempts[task.index] += 1
+                try:
+                    row = future.result()
+                except Exception as err:  # the worker process itself died
+                    row = {"recording_id": row_id(task.manifest_key.rsplit("/", 1)[0]), "status": "failed",
+                           "reason": _sentence(err), "frames": 0, "faces_redacted": 0}
+                if row["status"] == "failed" and attempts[task.index] <= retries:
+                    log.warning("retrying %s: %s", row["recording_id"], row.get("reason"))
+                    pending[pool.submit(reblur_one, task)] = task
+                    continue
+                row["attempts"] = attempts[task.index]
+                results[task.index] = row
+                on_done(row, len(results), len(tasks))
+    return [results[t.index] for t in tasks]
+
+
+def run_ray(tasks: list[ReblurTask], address: str | None, retries: int, on_done) -> list[dict]:
+    try:
+        import ray
+    except ImportError as err:
+        from pipeline.config import ConfigError
+
+        raise ConfigError("The Ray engine needs Ray: pip install 'classcap[cluster]'.") from err
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, log_to_driver=True, include_dashboard=False, configure_logging=False)
+    try:
+        remote = ray.remote(num_cpus=1)(reblur_one)
+        results: dict[int, dict] = {}
+        attempts = {t.index: 1 for t in tasks}
+        refs = {remote.remote(t): t for t in tasks}
+        while refs:
+            ready, _ = ray.wait(list(refs), num_returns=1)
+            task = refs.pop(ready[0])
+            try:
+                row = ray.get(ready[0])
+            except Exception as err:  # the task's worker died
+                row = {"recording_id": row_id(task.manifest_key.rsplit("/", 1)[0]), "status": "failed",
+                       "reason": _sentence(err), "frames": 0, "faces_redacted": 0}
+            if row["status"] == "failed" and attempts[task.index] <= retries:
+                attempts[task.index] += 1
+                refs[remote.remote(task)] = task
+                continue
+            row["attempts"] = attempts[task.index]
+            results[task.index] = row
+            on_done(row, len(results), len(tasks))
+        return [results[t.index] for t in tasks]
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+# -- the command
+
+
+def reblur_command(args) -> int:
+    import os
+
+    from pipeline.cli import print_result
+    from pipeline.config import ConfigError
+    from pipeline.engine_factory import load_gallery
+    from pipeline.station import load_station
+    from upload.manifest import get_manifest
+    from upload.storage import StorageSettings, check_bucket, make_client, parse_s3_url
+
+    location = parse_s3_url(args.prefix_url)
+    station = load_station(getattr(args, "config", None))
+    settings = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    client = make_client(settings)
+    check_bucket(client, settings, location.bucket)
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1.")
+    gallery = load_gallery(client, settings, location.bucket)
+    prefix = (location.prefix + "/") if location.prefix else ""
+    started = time.monotonic()
+    keys = find_recordings(client, settings, location.bucket, prefix)
+    todo, rows = [], []
+    for key in keys:
+        manifest = get_manifest(client, location.bucket, key)
+        stranded = (manifest.get("video") or {}).get("key", "").endswith("/" + NEXT)
+        if not args.force and not stranded and manifest.get("gallery_version") == gallery.version:
+            rows.append({"recording_id": manifest.get("recording_id"), "status": "skipped",
+                         "reason": "already blurred with the current gallery", "frames": 0, "faces_redacted": 0})
+        else:
+            todo.append(key)
+    print(f"{len(keys)} recordings under {location}: {len(todo)} to re-blur with gallery {gallery.version}, "
+          f"{len(rows)} already current; engine {args.engine}, {workers if args.engine == 'local' else 'cluster'} workers",
+          file=sys.stderr, flush=True)
+    tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo)) for i, key in enumerate(todo)]
+
+    def on_done(row, done, total):
+        what = row["status"] if row["status"] != "failed" else f"FAILED: {row.get('reason')}"
+        print(f"[{done}/{total} clips] {row['recording_id']}: {what}", file=sys.stderr, flush=True)
+
+    if args.engine == "ray":
+        results = run_ray(tasks, args.address or os.environ.get("RAY_ADDRESS"), args.retries, on_done) if tasks else []
+    else:
+        results = run_local(tasks, min(workers, max(1, len(tasks))), args.retries, on_done) if tasks else []
+    rows.extend(results)
+    seconds = time.monotonic() - started
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("reblurred", "skipped", "failed")}
+    frames = sum(r.get("frames", 0) for r in rows if r["status"] == "reblurred")
+    print(f"{'RECORDING':<28} {'STATUS':<10} {'FRAMES':>7} {'FACES':>7}  REASON")
+    for r in rows:
+        print(f"{r['recording_id'] or '?':<28} {r['status']:<10} {r.get('frames', 0):>7} {r.get('faces_redacted', 0):>7}  {r.get('reason', '')}")
+    print(f"re-blurred {counts['reblurred']}, skipped {counts['skipped']}, failed {counts['failed']}; "
+          f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
+    print_result({
+        **counts, "frames": frames, "fps": round(frames / max(seconds, 1e-9), 2), "seconds": round(seconds, 1),
+        "faces_redacted": sum(r.get("faces_redacted", 0) for r in rows), "gallery_version": gallery.version,
+        "engine": args.engine, "workers": workers, "recordings": rows,
+    })
+    return 1 if counts["failed"] else 0

@@ -1,0 +1,132 @@
+"""`classcap reblur`: a student added to the gallery is blurred in every retained recording."""
+
+import hashlib
+import io
+import json
+
+import av
+import pytest
+
+from conftest import storage_env
+from fixtures.faces import default_cache_dir, load_faces
+from fixtures.measure import MIN_VISIBLE, face_left
+
+
+def photo(name):
+    load_faces()
+    return default_cache_dir() / name
+
+
+def frames_of(data: bytes):
+    with av.open(io.BytesIO(data)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def biden_left(clip, inputs, outputs) -> int:
+    """Frames in which the student's face is still recognisable, against the clip's ground truth."""
+    left = 0
+    for i, faces in enumerate(clip.truth):
+        for face in faces:
+            if face.identity == "biden" and face.visible_fraction >= MIN_VISIBLE and face_left(inputs[i], outputs[i], face):
+                left += 1
+                break
+    return left
+
+
+def objects(s3, bucket):
+    return {o["Key"]: o["Size"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="recordings/").get("Contents", [])}
+
+
+def get(s3, bucket, key):
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+@pytest.fixture
+def recordings(classcap, seaweed, classroom_clip, bucket):
+    """Recordings made under `exclude` while the gallery held only the teacher."""
+
+    def make(count):
+        env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+        assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
+        runs = [classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env)
+                for _ in range(count)]
+        assert all(r.returncode == 0 for r in runs), runs[0].stderr
+        return env, [r.result for r in runs]
+
+    return make
+
+
+def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_nothing(
+    classcap, recordings, classroom_clip, bucket, s3
+):
+    env, made = recordings(3)
+    with av.open(str(classroom_clip.path)) as c:
+        inputs = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    before = {r["video_key"]: get(s3, bucket, r["video_key"]) for r in made}
+    assert biden_left(classroom_clip, inputs, frames_of(before[made[0]["video_key"]])) > 10, "the student was visible before"
+
+    assert classcap("gallery", "add", "--id", "s-9", "--role", "excluded", photo("biden.jpg"), env=env).returncode == 0
+    run = classcap("reblur", f"s3://{bucket}/recordings", "--workers", "2", env=env, timeout=900)
+    assert run.returncode == 0, run.stderr
+    summary = run.result
+    assert (summary["reblurred"], summary["skipped"], summary["failed"]) == (3, 0, 0)
+    assert summary["frames"] == sum(r["frames_out"] for r in made) and summary["fps"] > 0
+    assert "re-blurred 3, skipped 0, failed 0" in run.stdout
+
+    new_version = classcap("gallery", "list", env=env).result["gallery_version"]
+    for r in made:
+        data = get(s3, bucket, r["video_key"])
+        outputs = frames_of(data)
+        assert len(outputs) == r["frames_out"]
+        assert biden_left(classroom_clip, inputs, outputs) == 0, "the newly excluded student is blurred in every frame"
+        m = json.loads(get(s3, bucket, r["manifest_key"]))
+        assert m["gallery_version"] == new_version and m["video"]["key"] == r["video_key"]
+        assert m["video"]["sha256"] == hashlib.sha256(data).hexdigest() != hashlib.sha256(before[r["video_key"]]).hexdigest()
+        [entry] = m["reblurred_from"]
+        assert entry["sha256"] == hashlib.sha256(before[r["video_key"]]).hexdigest()
+    keys = objects(s3, bucket)
+    assert sorted(keys) == sorted([r["video_key"] for r in made] + [r["manifest_key"] for r in made]), "originals replaced, nothing left over"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+    again = classcap("reblur", f"s3://{bucket}/recordings", env=env)
+    assert again.returncode == 0 and (again.result["reblurred"], again.result["skipped"]) == (0, 3)
+    assert objects(s3, bucket) == keys
+
+
+def test_a_corrupt_recording_fails_with_a_reason_and_the_others_complete(classcap, recordings, bucket, s3):
+    env, made = recordings(2)
+    corrupt = made[1]
+    damaged = get(s3, bucket, corrupt["video_key"])[:20_000] + b"\x00" * 50_000
+    s3.put_object(Bucket=bucket, Key=corrupt["video_key"], Body=damaged)
+    assert classcap("gallery", "add", "--id", "s-9", "--role", "excluded", photo("biden.jpg"), env=env).returncode == 0
+    run = classcap("reblur", f"s3://{bucket}/recordings", "--workers", "2", env=env, timeout=900)
+    assert run.returncode == 1
+    rows = {r["recording_id"]: r for r in run.result["recordings"]}
+    assert rows[made[0]["recording_id"]]["status"] == "reblurred"
+    bad = rows[corrupt["recording_id"]]
+    assert bad["status"] == "failed" and bad["reason"] and bad["attempts"] == 2
+    assert get(s3, bucket, corrupt["video_key"]) == damaged, "the corrupt original is untouched"
+    assert not any(k.endswith("video.next.mp4") for k in objects(s3, bucket))
+    assert "FAILED" in run.stderr and "failed 1" in run.stdout
+
+
+def test_the_ray_engine_produces_the_same_objects_as_the_local_engine(classcap, recordings, seaweed, bucket, s3):
+    env, made = recordings(1)
+    twin = f"{bucket}-ray"
+    s3.create_bucket(Bucket=twin)
+    for key in list(objects(s3, bucket)) + [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="gallery/")["Contents"]]:
+        s3.copy_object(Bucket=twin, Key=key, CopySource={"Bucket": bucket, "Key": key})
+    for b in (bucket, twin):
+        add = classcap("gallery", "add", "--id", "s-9", "--role", "excluded", photo("biden.jpg"),
+                       env={**env, "CLASSCAP_BUCKET": b})
+        assert add.returncode == 0, add.stderr
+    local = classcap("reblur", f"s3://{bucket}/recordings", "--engine", "local", env=env, timeout=900)
+    ray = classcap("reblur", f"s3://{twin}/recordings", "--engine", "ray", env=env, timeout=900)
+    assert local.returncode == 0 and ray.returncode == 0, ray.stderr[-2000:]
+    assert local.result["reblurred"] == ray.result["reblurred"] == 1
+    assert (local.result["engine"], ray.result["engine"]) == ("local", "ray")
+    key = made[0]["video_key"]
+    assert get(s3, bucket, key) == get(s3, twin, key), "the same video, byte for byte"
+    ours, theirs = (json.loads(get(s3, b, made[0]["manifest_key"])) for b in (bucket, twin))
+    for field in ("gallery_version", "frames_out", "faces_redacted", "video"):
+        assert ours[field] == theirs[field], field
