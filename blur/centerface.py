@@ -42,10 +42,21 @@ class CenterFaceDetector:
                 dims = output.type.tensor_type.shape.dim
                 dims[0].dim_value, dims[2].dim_value, dims[3].dim_value = 1, self.in_h // 4, self.in_w // 4
             del model.graph.value_info[:]  # stale intermediate shapes; onnxruntime infers them again
+            # The export also lists every weight as a graph input, so onnxruntime must treat the
+            # weights as overridable and skips its layout optimisations: 2.3× the CPU per call
+            # (measured: ~105 → ~47 ms at 640×352, outputs equal to 1e-5, recall identical).
+            weights = {init.name for init in model.graph.initializer}
+            inputs = [i for i in model.graph.input if i.name not in weights]
+            del model.graph.input[:]
+            model.graph.input.extend(inputs)
             options = onnxruntime.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
+            # Spinning worker threads burn the other core while idle: with 2 threads about 2× the
+            # CPU for no gain in wall time, CPU the encoder and the tracker need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
             self._session = onnxruntime.InferenceSession(
                 model.SerializeToString(), options, providers=["CPUExecutionProvider"]
             )
