@@ -86,6 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     reblur.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
     reblur.set_defaults(run=reblur_command)
 
+    from pipeline.doctor import doctor
+
+    doc = commands.add_parser("doctor", help="check this station: models, camera, storage, clock, speed")
+    doc.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
+    doc.add_argument("--json", action="store_true", help="the checks as one JSON list on the last stdout line")
+    doc.add_argument("--skip-speed", action="store_true", help="leave out the short self-benchmark")
+    doc.set_defaults(run=doctor)
+
     from pipeline import cameras_cmd
 
     cameras = commands.add_parser("cameras", help="which cameras are attached and which are approved school cameras")
