@@ -21,11 +21,14 @@ EXPECTED_ERRORS = (CaptureError, PrivacyError, UploadError, ConfigError)
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    if args.log_json:
+        from pipeline.metrics import JsonLines
+
+        handler.setFormatter(JsonLines())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
     try:
         return args.run(args) or 0
     except EXPECTED_ERRORS as err:
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="classcap", description="Classroom capture with in-memory face blurring.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log what each stage does")
+    parser.add_argument("--log-json", action="store_true", help="logs as JSON lines (station, recording id, event)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from pipeline import commands as cmd  # the heavy imports wait until a command runs
@@ -65,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--duration", type=float, help="stop after this many seconds (default: until Ctrl-C or SIGTERM)")
     rec.add_argument("--policy", help="blur policy (default: the station's, else all)")
     rec.add_argument("--audio", choices=("keep", "drop"), help="keep or drop sound (default: the station's)")
+    rec.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: the station's, else 9464; 0: any free port; -1: none)")
     rec.add_argument("--crf", type=int, help="video quality, 0–51: lower is sharper and bigger (default: the station's, else 23)")
     rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default)")
     rec.add_argument("--notice-confirmed", action="store_true", help="the class has been told it is being recorded")

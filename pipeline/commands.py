@@ -28,7 +28,8 @@ def pipeline_config(args) -> PipelineConfig:
 
 
 def run_recording(
-    source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings, live_control=None
+    source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings, live_control=None,
+    metrics_port: int | None = None,
 ) -> dict:
     """Check storage, then stream the source into it; returns the command's JSON summary."""
     client = make_client(storage)
@@ -47,8 +48,23 @@ def run_recording(
     )
     started = time.monotonic()
     if live_control is not None:  # a live recording: stop means finish and keep, not abort
-        with live_control(recording):
-            result: RecordingResult = recording.run()
+        from pipeline.metrics import MetricsServer
+
+        metrics = None
+        if metrics_port is not None:
+            try:
+                metrics = MetricsServer(recording, metrics_port)
+            except OSError as err:  # the lesson matters more than its metrics
+                print(f"classcap: warning: no metrics: port {metrics_port} on 127.0.0.1 is not free ({err.strerror}).",
+                      file=sys.stderr, flush=True)
+        if metrics:
+            print(f"metrics on http://127.0.0.1:{metrics.port}/metrics", file=sys.stderr, flush=True)
+        try:
+            with live_control(recording):
+                result: RecordingResult = recording.run()
+        finally:
+            if metrics:
+                metrics.close()
     else:
         with _sigterm_as_interrupt():
             result = recording.run()
@@ -76,6 +92,8 @@ def run_recording(
         "sustained_fps": figures.get("sustained_fps"),
         "privacy_ms_per_frame": figures.get("privacy_ms_per_frame"),
         "encode_ms_per_frame": figures.get("encode_ms_per_frame"),
+        "stopped_because": m.get("stopped_because"),
+        "reconnects": m.get("reconnects"),
     }
 
 

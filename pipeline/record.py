@@ -144,4 +144,8 @@ def record(args) -> dict:
             source.close()
             raise
     location = S3Location(bucket, "recordings")
-    return run_recording(source, location, placement, config, storage, live_control=stop_cleanly(args.duration))
+    port = args.metrics_port if args.metrics_port is not None else station.metrics_port
+    return run_recording(
+        source, location, placement, config, storage, live_control=stop_cleanly(args.duration),
+        metrics_port=None if port == -1 else port,
+    )

@@ -129,6 +129,15 @@ class Recording:
         # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.
         self.retrier = Retrier(give_up_after_s=config.outage_give_up_s)
         self.stopped_because: str | None = None
+        self._queues: dict = {}  # name → BoundedQueue while the recording runs (for metrics)
+
+    def dropped_frames(self) -> int:
+        raw = self._queues.get("raw")
+        return raw.dropped_by_kind["Frame"] if raw is not None else self.counters.dropped_frames
+
+    def upload_buffer_bytes(self) -> int:
+        parts = self._queues.get("parts")
+        return parts.qsize() * self.config.part_size if parts is not None else 0
 
     def finish(self) -> None:
         """End the recording cleanly (stop button, SIGINT, SIGTERM, duration): everything already
@@ -140,6 +149,9 @@ class Recording:
 
     # -- the run
     def run(self) -> RecordingResult:
+        from pipeline.metrics import LOG_CONTEXT
+
+        LOG_CONTEXT.update(station=self.placement.station, recording_id=self.recording_id)
         if self.write_manifests:
             self._write_manifest("recording")
         upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags, self.retrier)
@@ -163,6 +175,7 @@ class Recording:
         raw = sup.queue("raw", cfg.raw_queue)
         redacted = sup.queue("redacted", cfg.redacted_queue)
         parts = sup.queue("parts", cfg.parts_in_flight)
+        self._queues = {"raw": raw, "redacted": redacted, "parts": parts}
         backpressure = Backpressure.DROP_OLDEST if self.info.live else Backpressure.WAIT
         keep_audio = cfg.audio == "keep" and self.info.audio_rate is not None
 

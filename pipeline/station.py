@@ -5,6 +5,7 @@
 site = "north-campus"      # required to record
 room = "science-2"         # required to record
 id = "station-07"
+metrics_port = 9464        # Prometheus metrics on 127.0.0.1 while recording; -1 turns them off
 
 [recording]
 source = "usb:046d:0825:A1B2C3"  # a USB camera by id (or /dev/video0), rtsp://HOST/..., http://HOST/...,
@@ -36,7 +37,7 @@ from pipeline.config import ConfigError
 NOTICE = "This lesson/part of the lesson is being recorded for training purposes"
 
 KNOWN = {
-    "station": {"site": str, "room": str, "id": str},
+    "station": {"site": str, "room": str, "id": str, "metrics_port": int},
     "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float, "crf": int},
     "storage": {"endpoint": str, "bucket": str, "region": str},
     "cameras": {"approved": list},
@@ -57,6 +58,7 @@ class StationConfig:
     audio_device: str | None = None
     camera_give_up_s: float = 120.0
     crf: int | None = None
+    metrics_port: int = 9464
     approved_cameras: tuple[str, ...] = ()
     path: Path | None = None
 
@@ -93,6 +95,7 @@ def load_station(path: str | Path | None) -> StationConfig:
         region=storage.get("region"),
         audio_device=recording.get("audio_device"),
         crf=recording.get("crf"),
+        metrics_port=station.get("metrics_port", 9464),
         camera_give_up_s=float(recording.get("camera_give_up_s", 120.0)),
         approved_cameras=tuple(data.get("cameras", {}).get("approved", ())),
         path=path,
@@ -104,7 +107,10 @@ def _check_value(path: Path, name: str, value, kind) -> None:
         raise ConfigError(f"Station config {path}: {name} must be a non-empty text value.")
     if kind is float and not (isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0):
         raise ConfigError(f"Station config {path}: {name} must be a positive number of seconds.")
-    if kind is int and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 51):
+    if kind is int and name == "station.metrics_port":
+        if not (isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= 65535):
+            raise ConfigError(f"Station config {path}: {name} must be a port number (0: any free port, -1: no metrics).")
+    elif kind is int and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 51):
         raise ConfigError(f"Station config {path}: {name} must be a whole number from 0 to 51.")
     if kind is list:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
