@@ -99,6 +99,17 @@ def build_parser() -> argparse.ArgumentParser:
     doc.add_argument("--skip-speed", action="store_true", help="leave out the short self-benchmark")
     doc.set_defaults(run=doctor)
 
+    from pipeline.station_page import station_serve
+
+    station_page = commands.add_parser("station", help="the teacher's station page")
+    station_cmds = station_page.add_subparsers(dest="station_command", required=True, metavar="ACTION")
+    page = station_cmds.add_parser("serve", help="serve the station page on loopback: start, stop, blurred preview")
+    page.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
+    page.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free port)")
+    page.add_argument("--source", help="what to record (default: the station's)")
+    page.add_argument("--bucket", help="bucket (default: $CLASSCAP_BUCKET or the station's)")
+    page.set_defaults(run=station_serve)
+
     from pipeline import cameras_cmd
 
     cameras = commands.add_parser("cameras", help="which cameras are attached and which are approved school cameras")

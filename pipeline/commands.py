@@ -30,6 +30,7 @@ def pipeline_config(args) -> PipelineConfig:
 def run_recording(
     source, location: S3Location, placement: Placement, config: PipelineConfig, storage: StorageSettings, live_control=None,
     metrics_port: int | None = None,
+    on_redacted=None,
 ) -> dict:
     """Check storage, then stream the source into it; returns the command's JSON summary."""
     client = make_client(storage)
@@ -44,7 +45,7 @@ def run_recording(
         raise
     recording = Recording(
         source, engine, client, storage, location, placement, config, hashes,
-        gallery_version=gallery.version, on_progress=Progress(source.info.frames),
+        gallery_version=gallery.version, on_progress=Progress(source.info.frames), on_redacted=on_redacted,
     )
     started = time.monotonic()
     if live_control is not None:  # a live recording: stop means finish and keep, not abort

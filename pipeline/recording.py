@@ -97,6 +97,7 @@ class Recording:
         gallery_version: str | None = None,
         on_progress=None,
         into: tuple[str, str] | None = None,
+        on_redacted=None,
     ):
         """`into`: (recording id, video key) to write a given object instead of a new recording
         (re-blurring does, and writes the manifest itself); no manifest is written then."""
@@ -111,6 +112,7 @@ class Recording:
         self.model_hashes = model_hashes
         self.gallery_version = gallery_version
         self.on_progress = on_progress
+        self.on_redacted = on_redacted  # sees each frame after redaction (the station page's preview)
         self.counters = Counters()
         self._finish = threading.Event()
         self.started = datetime.now(timezone.utc)
@@ -241,6 +243,8 @@ class Recording:
                     if isinstance(item, AudioChunk):
                         encoder.encode_audio(item.samples, item.pts, item.time_base, item.sample_rate, item.layout)
                         continue
+                    if self.on_redacted:
+                        self.on_redacted(item)
                     began = time.monotonic()
                     encoder.encode_video(item.image, item.pts)
                     c.last_encoded_at = time.monotonic()
