@@ -76,6 +76,7 @@ class WithMicrophone:
     gaps = property(lambda self: getattr(self.video, "gaps", []))
     reconnects = property(lambda self: getattr(self.video, "reconnects", 0))
     stopped_because = property(lambda self: getattr(self.video, "stopped_because", None))
+    skipped = property(lambda self: getattr(self.video, "skipped", 0))
 
     def stop(self) -> None:
         stop = getattr(self.video, "stop", None)

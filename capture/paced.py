@@ -15,9 +15,16 @@ from capture.types import AudioChunk, Frame
 
 
 class PacedSource:
+    """A camera's clock: a frame comes out at its time, and one whose time has already passed by
+    more than a frame interval (the source could not produce it in time) is skipped and counted,
+    as a camera's frame is lost when nobody reads it. So timestamps always follow the wall clock."""
+
     def __init__(self, source):
         self._source = source
         self.info = replace(source.info, live=True, source_id=f"paced:{source.info.source_id}")
+        self.skipped = 0
+        rate = source.info.frame_rate or 30
+        self._interval = 1 / float(rate)
 
     def __iter__(self) -> Iterator[Frame | AudioChunk]:
         start = None
@@ -29,6 +36,9 @@ class PacedSource:
                 delay = start + at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
+                elif -delay > self._interval:
+                    self.skipped += 1
+                    continue
                 item = replace(item, captured_at=time.monotonic(), source_id=self.info.source_id)
             yield item
 

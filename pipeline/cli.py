@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--policy", help="blur policy (default: the station's, else all)")
     rec.add_argument("--audio", choices=("keep", "drop"), help="keep or drop sound (default: the station's)")
     rec.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: the station's, else 9464; 0: any free port; -1: none)")
+    rec.add_argument("--buffer-mb", type=int, help="video held in memory while storage is unreachable (default: the station's, else 160)")
     rec.add_argument("--crf", type=int, help="video quality, 0–51: lower is sharper and bigger (default: the station's, else 23)")
     rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default)")
     rec.add_argument("--notice-confirmed", action="store_true", help="the class has been told it is being recorded")

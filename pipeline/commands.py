@@ -191,6 +191,8 @@ def record(args) -> int:
     from pipeline.record import record as run_record
 
     summary = run_record(args)
+    if summary.get("stopped_because"):
+        print(f"classcap: {summary['stopped_because']}", file=sys.stderr)
     print(
         f"recorded {summary['frames_out']} frames ({summary['dropped_frames']} dropped) into "
         f"s3://{summary['bucket']}/{summary['video_key']}"

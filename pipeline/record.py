@@ -73,6 +73,15 @@ def open_source(uri: str, station: StationConfig | None = None):
     )
 
 
+def _buffer_parts(buffer_mb: int | None) -> int:
+    """The outage buffer in parts (5 MiB each); default 32, about 160 MiB."""
+    from upload.fragments import MIN_PART_SIZE
+
+    if buffer_mb is None:
+        return PipelineConfig.parts_in_flight
+    return max(1, buffer_mb * 2**20 // MIN_PART_SIZE)
+
+
 def confirm_notice(confirmed: bool) -> str:
     """The time the teacher confirmed the notice; refuses to go on without it."""
     if not confirmed:
@@ -127,6 +136,7 @@ def record(args) -> dict:
         policy=args.policy or station.policy or "all",
         audio=args.audio or station.audio or "keep",
         crf=args.crf if args.crf is not None else (station.crf if station.crf is not None else 23),
+        parts_in_flight=_buffer_parts(args.buffer_mb or station.buffer_mb),
         raw_queue=3,  # live: a short queue is a short delay; the oldest frame is dropped instead
         redacted_queue=3,
     )

@@ -135,7 +135,9 @@ class Recording:
 
     def dropped_frames(self) -> int:
         raw = self._queues.get("raw")
-        return raw.dropped_by_kind["Frame"] if raw is not None else self.counters.dropped_frames
+        if raw is None:
+            return self.counters.dropped_frames
+        return raw.dropped_by_kind["Frame"] + getattr(self.source, "skipped", 0)
 
     def upload_buffer_bytes(self) -> int:
         parts = self._queues.get("parts")
@@ -154,10 +156,14 @@ class Recording:
         from pipeline.metrics import LOG_CONTEXT
 
         LOG_CONTEXT.update(station=self.placement.station, recording_id=self.recording_id)
-        if self.write_manifests:
-            self._write_manifest("recording")
         upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags, self.retrier)
         try:
+            if self.write_manifests:
+                try:
+                    self._write_manifest("recording")
+                except BaseException:
+                    self.write_manifests = False  # storage refused it: there is no manifest to mark failed
+                    raise
             with upload:
                 self._stream(upload)
                 upload.complete()
@@ -273,7 +279,10 @@ class Recording:
         try:
             sup.join()
         finally:
-            c.dropped_frames = raw.dropped_by_kind["Frame"]
+            # frames a live source could not hand over in time count as captured and dropped
+            skipped = getattr(self.source, "skipped", 0)
+            c.frames_in += skipped
+            c.dropped_frames = raw.dropped_by_kind["Frame"] + skipped
             c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
             c.upload_retries = self.retrier.outages.retries

@@ -22,6 +22,7 @@ approved = ["usb:046d:0825:A1B2C3", "ip:10.20.0.15@00:1a:2b:3c:4d:5e"]   # `clas
 [storage]
 endpoint = "https://s3.school.example"   # else AWS_ENDPOINT_URL
 bucket = "school-recordings"             # else --bucket / CLASSCAP_BUCKET
+buffer_mb = 160                          # video held in memory while storage is unreachable
 ```
 """
 
@@ -39,7 +40,7 @@ NOTICE = "This lesson/part of the lesson is being recorded for training purposes
 KNOWN = {
     "station": {"site": str, "room": str, "id": str, "metrics_port": int},
     "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float, "crf": int},
-    "storage": {"endpoint": str, "bucket": str, "region": str},
+    "storage": {"endpoint": str, "bucket": str, "region": str, "buffer_mb": int},
     "cameras": {"approved": list},
 }
 
@@ -59,6 +60,7 @@ class StationConfig:
     camera_give_up_s: float = 120.0
     crf: int | None = None
     metrics_port: int = 9464
+    buffer_mb: int | None = None
     approved_cameras: tuple[str, ...] = ()
     path: Path | None = None
 
@@ -96,6 +98,7 @@ def load_station(path: str | Path | None) -> StationConfig:
         audio_device=recording.get("audio_device"),
         crf=recording.get("crf"),
         metrics_port=station.get("metrics_port", 9464),
+        buffer_mb=storage.get("buffer_mb"),
         camera_give_up_s=float(recording.get("camera_give_up_s", 120.0)),
         approved_cameras=tuple(data.get("cameras", {}).get("approved", ())),
         path=path,
@@ -110,6 +113,9 @@ def _check_value(path: Path, name: str, value, kind) -> None:
     if kind is int and name == "station.metrics_port":
         if not (isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= 65535):
             raise ConfigError(f"Station config {path}: {name} must be a port number (0: any free port, -1: no metrics).")
+    elif kind is int and name == "storage.buffer_mb":
+        if not (isinstance(value, int) and not isinstance(value, bool) and 5 <= value <= 4096):
+            raise ConfigError(f"Station config {path}: {name} must be a whole number of MiB from 5 to 4096.")
     elif kind is int and not (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 51):
         raise ConfigError(f"Station config {path}: {name} must be a whole number from 0 to 51.")
     if kind is list:

@@ -34,3 +34,18 @@ def test_a_full_queue_drops_the_oldest_frame_and_counts_it():
         queue.put(i, Backpressure.DROP_OLDEST)
     assert queue.dropped == 3
     assert [queue.get(), queue.get()] == [3, 4]  # the newest survive; nothing unredacted is involved
+
+
+def test_a_source_slower_than_real_time_skips_late_frames_so_timestamps_follow_the_clock():
+    def slow_frames():
+        for i in range(30):
+            time.sleep(0.1)  # a generator that makes 10 frames a second of a 30 fps clip
+            yield Frame(i, Fraction(1, 30), np.zeros((48, 64, 3), np.uint8), "test:slow", 0.0)
+
+    info = SourceInfo("test:slow", 64, 48, Fraction(1, 30), Fraction(30), 30, None, None, live=False)
+    source = PacedSource(IterableSource(info, slow_frames()))
+    started = time.monotonic()
+    frames = list(source)
+    assert source.skipped > 10 and len(frames) + source.skipped == 30
+    for f in frames:  # each frame's time in the video is within a frame or two of when it was captured
+        assert abs(float(f.pts * f.time_base) - (f.captured_at - started)) < 0.2

@@ -75,3 +75,52 @@ def test_a_failing_upload_stops_the_recording_aborts_it_and_records_why(seaweed,
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     manifest = get_manifest(s3, bucket, recording.manifest_key)
     assert manifest["status"] == "failed" and "injected" in manifest["error"]
+
+
+class ExpiringCredentials(FailingPart):
+    """The real client, whose credential expires after the first part (fault injection)."""
+
+    def upload_part(self, **kwargs):
+        from botocore.exceptions import ClientError
+
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise ClientError(
+                {"Error": {"Code": "ExpiredToken", "Message": "The provided token has expired."},
+                 "ResponseMetadata": {"HTTPStatusCode": 400}}, "UploadPart")
+        return self._client.upload_part(**kwargs)
+
+
+def test_an_expired_credential_mid_recording_is_one_sentence_not_a_retry_loop(seaweed, bucket, s3):
+    storage = StorageSettings(seaweed.endpoint, seaweed.access_key, seaweed.secret_key)
+    client = ExpiringCredentials(make_client(storage), fail_at=2)
+    source, closed = endless_noise()
+    recording = Recording(
+        source, PrivacyEngine(NoFaces()), client, storage, S3Location(bucket, "recordings"),
+        Placement("test-site", "room-1", "test-station"), PipelineConfig(crf=18, keyframe_seconds=0.2), model_hashes={},
+    )
+    started = time.monotonic()
+    with pytest.raises(UploadError, match=r"refused the station's credentials .*\(ExpiredToken\)") as err:
+        recording.run()
+    assert time.monotonic() - started < 60, "a refused credential is not waited out like an outage"
+    assert "\n" not in str(err.value) and str(err.value).endswith("check the access key and secret.")
+    manifest = get_manifest(s3, bucket, recording.manifest_key)
+    assert manifest["status"] == "failed" and "ExpiredToken" in manifest["error"]
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_a_bucket_the_station_may_not_write_is_one_sentence_and_nothing_is_left(classcap, seaweed, bucket, s3, classroom_clip):
+    import json as _json
+
+    from conftest import storage_env
+
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Deny", "Principal": "*", "Action": ["s3:PutObject"], "Resource": f"arn:aws:s3:::{bucket}/recordings/*"}]}
+    s3.put_bucket_policy(Bucket=bucket, Policy=_json.dumps(policy))
+    try:
+        run = classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", env=storage_env(seaweed))
+    finally:
+        s3.delete_bucket_policy(Bucket=bucket)
+    assert run.returncode == 1
+    assert run.stderr.strip().count("\n") == 0 and f"refused the station's credentials for bucket {bucket}" in run.stderr
+    assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0

@@ -62,3 +62,35 @@ def test_storage_cut_for_a_minute_mid_recording_loses_no_frame(seaweed, bucket, 
     assert max(b - a for a, b in zip(times, times[1:])) < 1.0, "no stretch of the lesson is missing"
     print(f"outage figures: {m['storage_outages']}, buffer peak {m['upload_buffer_peak_parts']} parts, "
           f"{len(times)} frames, video {m['video']['bytes']} bytes")
+
+
+def test_a_full_upload_buffer_stops_the_recording_cleanly_and_keeps_what_was_captured(seaweed, bucket, s3):
+    with FaultProxy(seaweed.port) as proxy:
+        env = storage_env(seaweed, AWS_ENDPOINT_URL=proxy.endpoint, CLASSCAP_BUCKET=bucket)
+        station = subprocess.Popen(
+            [*CLASSCAP, "record", "--source", "generated:classroom", "--audio", "drop", "--crf", "8", "--buffer-mb", "5",
+             "--site", "n", "--room", "r", "--notice-confirmed"],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while parts_uploaded(s3, bucket) < 1:
+                assert time.monotonic() < deadline and station.poll() is None, "no part was uploaded"
+                time.sleep(0.5)
+            proxy.down()
+            time.sleep(25)  # long enough to fill one part's buffer at ~10 Mbit/s
+            assert station.poll() is None, "the station waits for storage to upload what it holds"
+            proxy.up()
+            out, err = station.communicate(timeout=300)  # no signal: it stops by itself
+        finally:
+            if station.poll() is None:
+                station.kill()
+    assert station.returncode == 0, err
+    assert "upload buffer" in err, "the station says why it stopped"
+    result = json.loads(out.strip().splitlines()[-1])
+    m = json.loads(s3.get_object(Bucket=bucket, Key=result["manifest_key"])["Body"].read())
+    assert m["status"] == "complete" and "upload buffer (5 MiB) filled" in m["stopped_because"]
+    data = s3.get_object(Bucket=bucket, Key=result["video_key"])["Body"].read()
+    with av.open(io.BytesIO(data)) as container:
+        frames = sum(1 for _ in container.demux(video=0) if _.size)
+    assert frames == m["frames_out"] == m["frames_in"] - m["dropped_frames"] > 0
