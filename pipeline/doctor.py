@@ -88,12 +88,12 @@ def check_camera(station, size=(1280, 720)):
 
 def storage_checks(station, bucket: str | None) -> list[Check]:
     from upload.admin import lifecycle_rules
-    from upload.storage import StorageSettings, check_bucket, explain, make_client
+    from upload.storage import check_bucket, explain, make_client
 
     if not bucket:
         fix = "Set [storage] bucket in station.toml (or CLASSCAP_BUCKET)."
         return [Check("storage reachable", False, "no bucket configured", fix)]
-    settings = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    settings = station.storage_settings()
     client = make_client(settings)
     checks = []
     reach = _run(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -298,11 +298,11 @@ def reblur_command(args) -> int:
     from pipeline.engine_factory import load_gallery
     from pipeline.station import load_station
     from upload.manifest import get_manifest
-    from upload.storage import StorageSettings, check_bucket, make_client, parse_s3_url
+    from upload.storage import check_bucket, make_client, parse_s3_url
 
     location = parse_s3_url(args.prefix_url)
     station = load_station(getattr(args, "config", None))
-    settings = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    settings = station.storage_settings()
     client = make_client(settings)
     check_bucket(client, settings, location.bucket)
     workers = args.workers or os.cpu_count() or 1

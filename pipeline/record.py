@@ -20,7 +20,7 @@ from capture.reconnect import ReconnectingSource
 from capture.registry import ApprovedCameras
 from pipeline.config import ConfigError, Placement, PipelineConfig
 from pipeline.station import NOTICE, StationConfig, load_station
-from upload.storage import S3Location, StorageSettings
+from upload.storage import S3Location
 
 DEFAULT_SOURCE = "generated:classroom"
 SYSFS_ROOT = os.environ.get("CLASSCAP_SYSFS", "/sys")  # another root only for tests on recorded sysfs trees
@@ -140,7 +140,7 @@ def record(args) -> dict:
         raw_queue=3,  # live: a short queue is a short delay; the oldest frame is dropped instead
         redacted_queue=3,
     )
-    storage = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    storage = station.storage_settings()
     notice_at = confirm_notice(args.notice_confirmed)
     placement = Placement(site=site, room=room, station=placement_id, notice_confirmed_at=notice_at)
     source = open_source(args.source or station.source or DEFAULT_SOURCE, station)

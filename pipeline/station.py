@@ -23,6 +23,8 @@ approved = ["usb:046d:0825:A1B2C3", "ip:10.20.0.15@00:1a:2b:3c:4d:5e"]   # `clas
 endpoint = "https://s3.school.example"   # else AWS_ENDPOINT_URL
 bucket = "school-recordings"             # else --bucket / CLASSCAP_BUCKET
 buffer_mb = 160                          # video held in memory while storage is unreachable
+# access_key / secret_key: the station's write-only keys (without them: the AWS chain, i.e. environment,
+# ~/.aws/credentials, instance role); keep the file readable by the station's user only
 ```
 """
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline.config import ConfigError
@@ -40,7 +42,7 @@ NOTICE = "This lesson/part of the lesson is being recorded for training purposes
 KNOWN = {
     "station": {"site": str, "room": str, "id": str, "metrics_port": int},
     "recording": {"source": str, "policy": str, "audio": str, "audio_device": str, "camera_give_up_s": float, "crf": int},
-    "storage": {"endpoint": str, "bucket": str, "region": str, "buffer_mb": int},
+    "storage": {"endpoint": str, "bucket": str, "region": str, "buffer_mb": int, "access_key": str, "secret_key": str},
     "cameras": {"approved": list},
 }
 
@@ -61,6 +63,16 @@ class StationConfig:
     crf: int | None = None
     metrics_port: int = 9464
     buffer_mb: int | None = None
+    access_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+
+    def storage_settings(self):
+        """Where and as whom to reach storage: the station config's settings, the AWS chain otherwise."""
+        from upload.storage import StorageSettings
+
+        return StorageSettings.from_env(
+            endpoint_url=self.endpoint, region=self.region, access_key=self.access_key, secret_key=self.secret_key
+        )
     approved_cameras: tuple[str, ...] = ()
     path: Path | None = None
 
@@ -84,6 +96,8 @@ def load_station(path: str | Path | None) -> StationConfig:
             if key not in KNOWN[section]:
                 raise ConfigError(f"Station config {path} has an unknown setting {section}.{key}.")
             _check_value(path, f"{section}.{key}", value, KNOWN[section][key])
+    if "secret_key" in data.get("storage", {}) and path.stat().st_mode & 0o077:
+        raise ConfigError(f"Station config {path} holds a secret key but others can read it; run `chmod 600 {path}`.")
     station, recording, storage = data.get("station", {}), data.get("recording", {}), data.get("storage", {})
     return StationConfig(
         site=station.get("site"),
@@ -99,6 +113,8 @@ def load_station(path: str | Path | None) -> StationConfig:
         crf=recording.get("crf"),
         metrics_port=station.get("metrics_port", 9464),
         buffer_mb=storage.get("buffer_mb"),
+        access_key=storage.get("access_key"),
+        secret_key=storage.get("secret_key"),
         camera_give_up_s=float(recording.get("camera_give_up_s", 120.0)),
         approved_cameras=tuple(data.get("cameras", {}).get("approved", ())),
         path=path,

@@ -87,7 +87,7 @@ class StationController:
 
         from pipeline.commands import run_recording
         from pipeline.record import DEFAULT_SOURCE, open_source
-        from upload.storage import S3Location, StorageSettings
+        from upload.storage import S3Location
 
         try:
             config = PipelineConfig(
@@ -97,7 +97,7 @@ class StationController:
             notice_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             placement = Placement(self.station.site, self.station.room, self.station.station_id or os.uname().nodename,
                                   notice_confirmed_at=notice_at)
-            storage = StorageSettings.from_env(endpoint_url=self.station.endpoint, region=self.station.region)
+            storage = self.station.storage_settings()
             source = open_source(self.source_uri or DEFAULT_SOURCE, self.station)
             self.last_result = run_recording(
                 source, S3Location(self.bucket, "recordings"), placement, config, storage,

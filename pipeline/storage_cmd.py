@@ -12,12 +12,12 @@ from pipeline.cli import print_result
 from pipeline.config import ConfigError
 from pipeline.station import load_station
 from upload import admin
-from upload.storage import StorageSettings, check_bucket, explain, make_client, parse_s3_url
+from upload.storage import check_bucket, explain, make_client, parse_s3_url
 
 
 def _storage(args):
     station = load_station(getattr(args, "config", None))
-    settings = StorageSettings.from_env(endpoint_url=station.endpoint, region=station.region)
+    settings = station.storage_settings()
     return settings, make_client(settings), station
 
 

@@ -16,7 +16,7 @@ import av
 from botocore.exceptions import BotoCoreError, ClientError
 
 from upload.errors import UploadError
-from upload.manifest import SCHEMA, put_manifest
+from upload.manifest import put_manifest
 from upload.storage import StorageSettings, explain
 
 log = logging.getLogger(__name__)

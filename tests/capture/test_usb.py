@@ -1,6 +1,5 @@
 """USB cameras, without a camera: recorded sysfs trees and a fake OpenCV capture."""
 
-import os
 from fractions import Fraction
 from types import SimpleNamespace
 

@@ -1,6 +1,5 @@
 """`classcap doctor`: each check fails for the right reason, with the fix in one sentence."""
 
-import os
 import shutil
 
 from blur.models import default_cache_dir

@@ -102,3 +102,24 @@ def test_a_missing_microphone_is_one_sentence_and_nothing_is_recorded(classcap, 
     )
     assert run.returncode == 1 and "Cannot open the microphone 'hw:7,0'" in run.stderr
     assert s3.list_objects_v2(Bucket=bucket).get("KeyCount") == 0
+
+
+def test_the_station_config_can_hold_the_stations_keys_but_only_in_a_private_file(classcap, seaweed, bucket, s3, tmp_path):
+    import os
+
+    config = tmp_path / "station.toml"
+    config.write_text(
+        f'[station]\nsite = "north"\nroom = "lab-2"\n\n[recording]\nsource = "testpattern"\naudio = "drop"\n\n'
+        f'[storage]\nendpoint = "{seaweed.endpoint}"\nbucket = "{bucket}"\naccess_key = "{seaweed.access_key}"\n'
+        f'secret_key = "{seaweed.secret_key}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # nothing from the AWS chain
+    config.chmod(0o644)
+    shared = classcap("record", "--config", config, "--duration", "2", "--notice-confirmed", env=env)
+    assert shared.returncode == 1 and "chmod 600" in shared.stderr
+    assert seaweed.secret_key not in shared.stderr + shared.stdout
+    config.chmod(0o600)
+    private = classcap("record", "--config", config, "--duration", "2", "--notice-confirmed", env=env)
+    assert private.returncode == 0, private.stderr
+    assert seaweed.secret_key not in private.stderr + private.stdout
+    assert manifest(s3, bucket, private.result["manifest_key"])["status"] == "complete"
