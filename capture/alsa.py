@@ -67,7 +67,8 @@ class WithMicrophone:
         self.video, self.microphone = video, microphone
         self.info = replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout)
         self._buffer: deque = deque(maxlen=max(4, int(buffer_s * 50)))  # ALSA periods are ~10–25 ms
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # the microphone thread's
+        self._stopping = threading.Event()  # the recording's: stop() was called
         self._thread: threading.Thread | None = None
         self.audio_error: str | None = None
         self.dropped_audio_chunks = 0
@@ -79,6 +80,8 @@ class WithMicrophone:
     skipped = property(lambda self: getattr(self.video, "skipped", 0))
 
     def stop(self) -> None:
+        """Ends the recording: after the next frame, the sound up to it is handed out and iteration ends."""
+        self._stopping.set()
         stop = getattr(self.video, "stop", None)
         if stop:
             stop()
@@ -101,25 +104,43 @@ class WithMicrophone:
         self._thread = threading.Thread(target=self._listen, name="microphone", daemon=True)
         self._thread.start()
         origin: float | None = None  # monotonic time of video pts 0
-        next_pts: int | None = None
+        self._next_pts: int | None = None
+        last_video_s = 0.0
         for item in self.video:
             if isinstance(item, AudioChunk):
                 continue  # a test clip's own sound is replaced by the microphone's
             if origin is None:
                 origin = item.captured_at - float(item.pts * item.time_base)
+            last_video_s = float(item.pts * item.time_base)
             yield item
-            while self._buffer:
-                arrived, samples = self._buffer.popleft()
-                n = samples.shape[1]
-                by_clock = round((arrived - origin) * rate) - n
-                if next_pts is None or abs(by_clock - next_pts) > rate // 10:
-                    next_pts = by_clock  # the first chunk, or a resync after drops or drift
-                if next_pts < 0:  # sound from before the first frame
-                    samples, n, next_pts = samples[:, -next_pts:], n + next_pts, 0
-                    if n <= 0:
-                        continue
-                yield AudioChunk(next_pts, tb, samples, rate, self.info.audio_layout)
-                next_pts += n
+            yield from self._drain(origin, rate, tb)
+            if self._stopping.is_set():
+                break
+        if origin is None:
+            return
+        # The picture has ended; sound captured up to its last frame is still on its way out of
+        # ALSA's buffer (a period or two): wait for it briefly so both end together.
+        deadline = time.monotonic() + 1.0
+        while self._next_pts is not None and self._next_pts < last_video_s * rate and time.monotonic() < deadline:
+            time.sleep(0.02)
+            yield from self._drain(origin, rate, tb, until=round(last_video_s * rate) + rate // 30)
+
+    def _drain(self, origin: float, rate: int, tb: Fraction, until: int | None = None) -> Iterator[AudioChunk]:
+        """Hands out the sound that has arrived, placed on the video's clock."""
+        while self._buffer:
+            arrived, samples = self._buffer.popleft()
+            n = samples.shape[1]
+            by_clock = round((arrived - origin) * rate) - n
+            if self._next_pts is None or abs(by_clock - self._next_pts) > rate // 10:
+                self._next_pts = by_clock  # the first chunk, or a resync after drops or drift
+            if self._next_pts < 0:  # sound from before the first frame
+                samples, n, self._next_pts = samples[:, -self._next_pts :], n + self._next_pts, 0
+                if n <= 0:
+                    continue
+            if until is not None and self._next_pts >= until:
+                return  # sound from after the last frame
+            yield AudioChunk(self._next_pts, tb, samples, rate, self.info.audio_layout)
+            self._next_pts += n
 
     def close(self) -> None:
         self._stop.set()

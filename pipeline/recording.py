@@ -188,8 +188,9 @@ class Recording:
         keep_audio = cfg.audio == "keep" and self.info.audio_rate is not None
 
         def read_source() -> None:
+            stops_itself = hasattr(self.source, "stop")  # told by finish(); ends after handing out what it holds
             for item in self.source:
-                if self._finish.is_set():
+                if self._finish.is_set() and not stops_itself:
                     break  # the teacher pressed stop: what was captured is encoded and kept
                 if isinstance(item, Frame):
                     c.frames_in += 1
