@@ -88,14 +88,6 @@ class PrivacyEngine:
         """Frames the engine may hold at once (part of the pipeline's memory bound)."""
         return self.strong_every
 
-    def warm_up(self, width: int, height: int) -> None:
-        """Run each detector once on a blank frame: their first call pays for graph set-up
-        (hundreds of ms), which a live camera must not wait for."""
-        blank = np.zeros((height, width, 3), np.uint8)
-        self._fast.detect(blank)
-        if self._strong is not None:
-            self._strong.detect(blank)
-
     def push(self, image: np.ndarray, tag: Any = None) -> list[tuple[np.ndarray, Any, FrameReport]]:
         index = self._index
         self._index += 1

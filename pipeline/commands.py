@@ -40,8 +40,6 @@ def run_recording(
         if parse_policy(config.policy)[0] in ("exclude", "allow") and not gallery.entries:
             print(f"classcap: warning: the gallery of bucket {location.bucket} is empty.", file=sys.stderr)
         engine, hashes = build_engine(config, gallery, wait_for_identity=not source.info.live)
-        if source.info.live:
-            engine.warm_up(source.info.width, source.info.height)
     except BaseException:
         source.close()
         raise
