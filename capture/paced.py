@@ -15,9 +15,12 @@ from capture.types import AudioChunk, Frame
 
 
 class PacedSource:
-    """A camera's clock: a frame comes out at its time, and one whose time has already passed by
-    more than a frame interval (the source could not produce it in time) is skipped and counted,
-    as a camera's frame is lost when nobody reads it. So timestamps always follow the wall clock."""
+    """A camera's clock: a frame comes out at its time. A camera queues a few frames (V4L2 drivers
+    keep about four buffers), so a frame up to `queued` intervals late is still delivered; one
+    later than that (the source could not produce it in time) is skipped and counted, as a
+    camera's frame is lost when nobody reads it. So timestamps follow the wall clock."""
+
+    queued = 4
 
     def __init__(self, source):
         self._source = source
@@ -36,7 +39,7 @@ class PacedSource:
                 delay = start + at - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-                elif -delay > self._interval:
+                elif -delay > self.queued * self._interval:
                     self.skipped += 1
                     continue
                 item = replace(item, captured_at=time.monotonic(), source_id=self.info.source_id)
