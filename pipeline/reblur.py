@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from pipeline.recording import sentence as _sentence
+
 log = logging.getLogger(__name__)
 
 NEXT = "video.next.mp4"
@@ -207,14 +209,14 @@ def _delete_quietly(client, bucket: str, key: str) -> None:
         log.warning("could not delete %s: %s", key, err)
 
 
+def _died(task: ReblurTask, err: BaseException) -> dict:
+    """The row of a task whose worker process itself died (the task reports its own failures)."""
+    return {"recording_id": row_id(task.manifest_key.rsplit("/", 1)[0]), "status": "failed",
+            "reason": _sentence(err), "frames": 0, "faces_redacted": 0}
+
+
 def row_id(folder: str) -> str:
     return folder.rsplit("/", 1)[-1]
-
-
-def _sentence(err: BaseException) -> str:
-    text = str(err).strip() or type(err).__name__
-    text = text[0].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
 
 
 # -- engines: the same task function, a local process pool or a Ray cluster
@@ -239,8 +241,7 @@ def run_local(tasks: list[ReblurTask], workers: int, retries: int, on_done) -> l
                 try:
                     row = future.result()
                 except Exception as err:  # the worker process itself died
-                    row = {"recording_id": row_id(task.manifest_key.rsplit("/", 1)[0]), "status": "failed",
-                           "reason": _sentence(err), "frames": 0, "faces_redacted": 0}
+                    row = _died(task, err)
                 if row["status"] == "failed" and attempts[task.index] <= retries:
                     log.warning("retrying %s: %s", row["recording_id"], row.get("reason"))
                     pending[pool.submit(reblur_one, task)] = task
@@ -272,8 +273,7 @@ def run_ray(tasks: list[ReblurTask], address: str | None, retries: int, on_done)
             try:
                 row = ray.get(ready[0])
             except Exception as err:  # the task's worker died
-                row = {"recording_id": row_id(task.manifest_key.rsplit("/", 1)[0]), "status": "failed",
-                       "reason": _sentence(err), "frames": 0, "faces_redacted": 0}
+                row = _died(task, err)
             if row["status"] == "failed" and attempts[task.index] <= retries:
                 attempts[task.index] += 1
                 refs[remote.remote(task)] = task

@@ -168,7 +168,7 @@ class Recording:
                 self._stream(upload)
                 upload.complete()
         except BaseException as err:
-            self._write_manifest_quietly("failed", error=_sentence(err), upload=upload)
+            self._write_manifest_quietly("failed", error=sentence(err), upload=upload)
             raise
         finally:
             self.source.close()
@@ -281,9 +281,8 @@ class Recording:
             sup.join()
         finally:
             # frames a live source could not hand over in time count as captured and dropped
-            skipped = getattr(self.source, "skipped", 0)
-            c.frames_in += skipped
-            c.dropped_frames = raw.dropped_by_kind["Frame"] + skipped
+            c.frames_in += getattr(self.source, "skipped", 0)
+            c.dropped_frames = self.dropped_frames()
             c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
             c.upload_retries = self.retrier.outages.retries
@@ -367,6 +366,6 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _sentence(err: BaseException) -> str:
+def sentence(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text if text.endswith(".") else text + "."
