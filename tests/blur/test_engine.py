@@ -129,3 +129,38 @@ def test_a_held_track_does_not_jump_onto_another_face_far_away():
     tracks = tracker.update(70, [Detection(student, 0.9)], W, H)
     [new] = [t for t in tracks if t.last_seen == 70]
     assert new.track_id != 1 and new.first_seen == 70
+
+
+class SlowScripted(ScriptedDetector):
+    """The strong detector taking its time, as CenterFace does, so searches overlap."""
+
+    def detect(self, image):
+        import time
+
+        time.sleep(0.02)
+        return super().detect(image)
+
+
+def test_a_strong_search_in_the_background_gives_the_same_frames_and_holds_at_most_two_anchors():
+    script = {1: [FACE], 2: [Box(400, 50, 430, 90)], 4: [FACE]}  # strong calls: frames 0, 3, 6, ...
+    fast_script = {i: [Box(300, 200, 340, 250)] for i in range(5, 12)}
+
+    def outputs(background):
+        engine = PrivacyEngine(
+            ScriptedDetector(fast_script), SlowScripted(script, fail_on={5}), strong_every=3, strong_in_background=background
+        )
+        out, held = [], 0
+        for i in range(20):
+            out += engine.push(textured(i), i)
+            held = max(held, i + 1 - len(out))
+        out += engine.flush()
+        engine.close()
+        return out, held
+
+    (sync, sync_held), (background, background_held) = outputs(False), outputs(True)
+    assert [tag for _, tag, _ in background] == list(range(20))
+    assert [r for _, _, r in background] == [r for _, _, r in sync]
+    assert any(r.fail_closed for _, _, r in sync)  # the failed anchor (frame 15) counts in both
+    assert all(np.array_equal(a, b) for (a, _, _), (b, _, _) in zip(sync, background))
+    assert sync_held <= 3 and background_held <= 6
+    assert background_held > sync_held  # the fast search really went on while the strong one ran
