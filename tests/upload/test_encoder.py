@@ -89,3 +89,24 @@ def test_part_buffer_rejects_a_stream_that_ends_inside_a_box():
     buffer.write(struct.pack(">I4s", 100, b"moof") + b"x" * 10)
     with pytest.raises(UploadError):
         buffer.close()
+
+
+def test_decoded_frames_keep_the_colours_of_what_was_encoded():
+    width, height = 320, 240
+    # given flat patches of strong colours (a wrong colour matrix or range shifts them by tens)
+    colours = [(200, 30, 30), (30, 200, 30), (30, 30, 200), (240, 240, 240), (16, 16, 16), (143, 131, 110)]
+    image = np.zeros((height, width, 3), np.uint8)
+    for k, colour in enumerate(colours):
+        image[:, k * width // len(colours) : (k + 1) * width // len(colours)] = colour
+    parts = []
+    encoder = FragmentedMP4Encoder(FragmentBuffer(parts.append, MIN_PART_SIZE), EncoderSettings(width, height, Fraction(1, 30), crf=10))
+    for i in range(3):
+        encoder.encode_video(image, i)
+    encoder.close()
+    # when the stream is decoded
+    with av.open(io.BytesIO(b"".join(p.data for p in parts))) as container:
+        decoded = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # then each patch's centre has its colour, within rounding
+    for k, colour in enumerate(colours):
+        x = (2 * k + 1) * width // (2 * len(colours))
+        assert np.abs(decoded[height // 2, x].astype(int) - colour).max() <= 6, (colour, decoded[height // 2, x])
