@@ -22,6 +22,10 @@ class Box:
     def height(self) -> int:
         return self.y1 - self.y0
 
+    def intersection(self, other: "Box") -> "Box | None":
+        x0, y0, x1, y1 = max(self.x0, other.x0), max(self.y0, other.y0), min(self.x1, other.x1), min(self.y1, other.y1)
+        return Box(x0, y0, x1, y1) if x0 < x1 and y0 < y1 else None
+
     def padded(self, left: float, top: float, right: float, bottom: float, width: int, height: int) -> "Box":
         """Grown by fractions of its own size on each side, clipped to a width×height frame."""
         w, h = self.width, self.height

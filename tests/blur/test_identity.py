@@ -101,6 +101,21 @@ def test_chips_and_embeddings_have_the_documented_shapes(faces, embedder):
         embedder.chip(photo.image, Box(10, 10, 10 + identity.MIN_FACE_PX - 1, 30))
 
 
+def test_a_box_reaching_up_into_the_hair_is_chipped_like_the_face_it_holds(faces, embedder):
+    # given faces, and each one's box stretched upwards by 30 %, as CenterFace draws them
+    for photo in (faces["t1_b"][0], faces["t1_a"][0], faces["obama"][0]):
+        x0, y0, x1, y1 = photo.face_box
+        tall = Box(x0, max(0, y0 - 3 * (y1 - y0) // 10), x1, y1)
+        # when both are chipped
+        chip, quality = embedder.chip_and_quality(photo.image, Box(*photo.face_box))
+        tall_chip, tall_quality = embedder.chip_and_quality(photo.image, tall)
+        # then the tall box's landmarks say the same about the face, and its embedding is the same person's
+        # (t1_b's slight turn read as 0.39 from its box and 0.42 from the tall one: no clearing)
+        assert abs(tall_quality.yaw - quality.yaw) <= 0.01, (photo.name, quality, tall_quality)
+        assert tall_quality.can_clear == quality.can_clear
+        assert dist(embedder.embed_chip(chip), embedder.embed_chip(tall_chip)) < 0.2
+
+
 def test_same_person_matches_across_photos_and_different_people_do_not(photos):
     obama = photos["obama"][1]
     for other in ("obama2", "obama3"):

@@ -91,6 +91,22 @@ def test_exclude_shows_a_face_identity_cleared_and_hides_an_excluded_one():
         assert hidden(image, OTHER, textured(i)), i
 
 
+def test_an_excluded_face_s_margin_gives_way_to_a_shown_face_behind_it_but_its_own_box_does_not():
+    # given an excluded student in front, whose hair margin (40 % of the box upwards) reaches the
+    # chin of a cleared student in the row behind, and whose box overlaps that chin by 4 rows
+    behind, front = Box(200, 60, 250, 120), Box(215, 116, 265, 176)
+    engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], boxes=(behind, front))
+    for image, i, _ in run(engine, 4):
+        original = textured(i)
+        # then the student behind shows, all but where the excluded face's own box lies
+        visible = Box(behind.x0, behind.y0, behind.x1, front.y0)
+        assert np.array_equal(image[visible.y0 : visible.y1, visible.x0 : visible.x1],
+                              original[visible.y0 : visible.y1, visible.x0 : visible.x1]), i
+        assert hidden(image, front, original), i
+        # and the margin outside the shown face stays redacted (above the excluded face, right of it)
+        assert hidden(image, Box(behind.x1, 100, front.x1 + 12, 116), original), i
+
+
 def test_exclude_hides_a_new_face_until_identity_answers_when_live():
     engine, identity = engine_with("exclude", [Match(None, None)], wait=False)
     [(image, _, _)] = engine.push(textured(0), 0)
