@@ -14,6 +14,7 @@ def test_eval_on_the_easy_suite_meets_the_privacy_targets(classcap):
         assert figures["leak_frames"] == 0 and figures["fail_closed_frames"] == 0
     assert results["all"]["visible_rate"] is None  # under `all` nothing may be shown
     assert results["exclude"]["staff_visible_rate"] >= 0.90  # the teacher's practice stays visible
+    assert results["exclude"]["visible_rate"] >= 0.95  # and so do the students who may be filmed
     assert results["allow"]["staff_visible_rate"] >= 0.90
 
 
