@@ -9,7 +9,10 @@ Detection is two detectors and a tracker:
 Frames between two anchors are held back until the later anchor has been searched, and that
 anchor's faces are redacted in them too. So every frame is covered by a strong search at or
 before it *and* at or after it: a face that appears between anchors is still redacted from its
-first frame. The cost is a delay of at most `strong_every - 1` frames, and as many frames held.
+first frame. The anchor frame itself waits for the next anchor too, so that a face too cut off
+at the edge of the picture to be found there (someone walking in) is found at the next anchor
+and reached back to it. The cost is a delay of at most `strong_every` frames, and one more
+frame held than that.
 
 With `strong_in_background`, the strong search of an anchor runs on its own thread while the
 fast detector goes on with the frames after it (on two cores the two searches overlap instead
@@ -55,6 +58,7 @@ class _Pending:
     seen: list[tuple[int, Box]]  # (track id, box) of the faces detected in this very frame
     fail_closed: bool
     over_budget: bool = False  # detection took too long: hide every face, whoever it is
+    anchor: bool = False  # the strong detector searched this frame
 
 
 @dataclass
@@ -114,7 +118,7 @@ class PrivacyEngine:
     @property
     def max_held_frames(self) -> int:
         """Frames the engine may hold at once (part of the pipeline's memory bound)."""
-        return 2 * self.strong_every if self._pool is not None else self.strong_every
+        return 2 * self.strong_every + 1 if self._pool is not None else self.strong_every + 1
 
     def push(self, image: np.ndarray, tag: Any = None) -> list[tuple[np.ndarray, Any, FrameReport]]:
         index = self._index
@@ -125,10 +129,10 @@ class PrivacyEngine:
     def flush(self) -> list[tuple[np.ndarray, Any, FrameReport]]:
         """End of stream: frames still held get a strong search of the last one as their anchor."""
         out = self._take_searched(wait=True)
-        if not self._pending:
-            return out
-        last = self._pending.pop()
-        return out + self._search(self._start_search(last.index, last.image, last.tag, anchor=True, now=True))
+        if self._pending and not self._pending[-1].anchor:
+            last = self._pending.pop()
+            out += self._search(self._start_search(last.index, last.image, last.tag, anchor=True, now=True))
+        return out + (self._release(whole=False) if self._pending else [])
 
     def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool, now: bool = False) -> _Searching:
         started = time.monotonic()
@@ -198,7 +202,8 @@ class PrivacyEngine:
         # in this frame is hidden, cleared by identity or not, and the frame counts as failed closed.
         over = self.budget_s is not None and took > self.budget_s
         self._pending.append(
-            _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False, over_budget=over)
+            _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False,
+                     over_budget=over, anchor=anchor and self._strong is not None)
         )
         if not anchor:
             return []
@@ -206,7 +211,9 @@ class PrivacyEngine:
             p.faces.extend((t.track_id, t.box) for t in seen)
         self._interpolate(index, seen)
         self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
-        return self._release(whole=False)
+        # The anchor itself waits for the next one: a face too cut off at the edge of the picture
+        # to be found at this anchor (someone walking in) is found at the next, and reached back.
+        return self._release(whole=False, keep_anchor=self._strong is not None)
 
     def _reach_back(self, index: int, new: list, width: int, height: int) -> None:
         """A face first found at this anchor may have been in the held frames, somewhere nearby.
@@ -236,8 +243,9 @@ class PrivacyEngine:
                     p.faces.append((track.track_id, lerp(before, track.box, (p.index - start) / (index - start))))
         self._last_anchor = {t.track_id: (index, t.box) for t in seen}
 
-    def _release(self, whole: bool):
-        """Decide, redact and hand out every held frame."""
+    def _release(self, whole: bool, keep_anchor: bool = False):
+        """Decide, redact and hand out every held frame (but the latest, with `keep_anchor`)."""
+        anchor = self._pending.pop() if keep_anchor else None
         self.policy.settle(t for p in self._pending for t, _ in p.faces)
         out = []
         while self._pending:
@@ -257,7 +265,10 @@ class PrivacyEngine:
                 self._redact(p.image, region)
             _restore(p.image, kept, hidden)
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
-        self.policy.forget({t.track_id for t in self._tracker.tracks})
+        if anchor is not None:
+            self._pending.append(anchor)
+        alive = {t.track_id for t in self._tracker.tracks} | {t for p in self._pending for t, _ in p.faces}
+        self.policy.forget(alive)
         return out
 
     def close(self) -> None:

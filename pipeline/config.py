@@ -18,8 +18,8 @@ class PipelineConfig:
 
     Memory held by the pipeline, beyond the models and the encoder's own state, is at most
 
-        (raw_queue + redacted_queue + 3 + 2 × strong_every)   frames queued, one in each stage, and
-            × frame_bytes                                     those the engine holds: up to two anchors
+        (raw_queue + redacted_queue + 4 + 2 × strong_every)   frames queued, one in each stage, and
+            × frame_bytes                                     those the engine holds (blur/engine.py)
       + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
                                                               and the part buffer filling up
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
@@ -83,7 +83,7 @@ class PipelineConfig:
     def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
         frame_bytes = width * height * 3
         return (
-            (self.raw_queue + self.redacted_queue + 3 + 2 * self.strong_every) * frame_bytes
+            (self.raw_queue + self.redacted_queue + 4 + 2 * self.strong_every) * frame_bytes
             + (self.parts_in_flight + 2) * self.part_size
             + fragment_bytes
         )

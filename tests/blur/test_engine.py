@@ -62,21 +62,37 @@ def test_detected_faces_and_their_margins_are_pixelated_and_nothing_else():
     assert np.array_equal(out[outside], original[outside])
 
 
-def test_a_face_only_the_strong_detector_sees_is_redacted_in_the_frames_before_its_anchor():
-    # given a face that only the strong detector finds, on anchors 0, 3, 6 (it appears at frame 1)
-    strong = ScriptedDetector({1: [FACE], 2: [FACE]})  # calls: frame 0, 3, 6
+def test_a_face_only_the_strong_detector_sees_is_redacted_from_the_anchor_before_it_was_found():
+    # given a face that only the strong detector finds, on anchors 6 and 9 (calls: frames 0, 3, 6, 9)
+    strong = ScriptedDetector({2: [FACE], 3: [FACE]})
     engine = PrivacyEngine(ScriptedDetector(), strong, strong_every=3)
-    # when 7 frames go through
-    out = run(engine, 7)
-    # then frames come out in order, and the face is redacted in frames 1..6 (1 and 2 by look-ahead)
-    assert [tag for _, tag, _ in out] == list(range(7))
+    # when 10 frames go through
+    out = run(engine, 10)
+    # then frames come out in order, and the face is redacted from frame 3 on: the frames between
+    # the anchors by look-ahead, and anchor 3 itself, which waits for the next anchor's search
+    assert [tag for _, tag, _ in out] == list(range(10))
     for image, i, _ in out:
-        assert redacted(image, FACE, textured(i)) == (i >= 1), i
+        assert redacted(image, FACE, textured(i)) == (i >= 3), i
 
 
-def test_frames_are_held_only_until_the_next_anchor():
+def test_frames_are_held_until_the_next_anchor_has_been_searched():
     engine = PrivacyEngine(ScriptedDetector(), ScriptedDetector(), strong_every=3)
-    assert [len(engine.push(textured(i), i)) for i in range(7)] == [1, 0, 0, 3, 0, 0, 3]
+    assert [len(engine.push(textured(i), i)) for i in range(7)] == [0, 0, 0, 3, 0, 0, 3]
+    assert [tag for _, tag, _ in engine.flush()] == [6]
+
+
+def test_a_face_walking_in_is_redacted_on_the_anchor_where_too_little_of_it_showed_to_be_found():
+    # given a face entering from the left edge at 8 px a frame: at anchor 3 only a sliver shows
+    # and nothing is found; the strong detector first finds it at anchor 6
+    def at(i):
+        return Box(max(0, 8 * i - 40), 100, 8 * i, 130)  # 40 px wide, from frame 5 on fully in view
+
+    strong = ScriptedDetector({2: [at(6)], 3: [at(9)]})
+    out = run(PrivacyEngine(ScriptedDetector(), strong, strong_every=3), 10)
+    # then every frame from the sliver at anchor 3 on has it redacted
+    for image, i, _ in out:
+        if i >= 3:
+            assert redacted(image, at(i), textured(i)), i
 
 
 def test_a_face_the_detector_loses_for_five_frames_stays_redacted():
@@ -95,7 +111,7 @@ def test_a_detector_error_redacts_the_whole_frame():
 def test_a_failed_anchor_redacts_the_frames_it_should_have_vouched_for():
     strong = ScriptedDetector(fail_on={1})  # the anchor at frame 3 fails
     out = run(PrivacyEngine(ScriptedDetector(), strong, strong_every=3), 4)
-    assert [r.fail_closed for _, _, r in out] == [False, True, True, True]
+    assert [r.fail_closed for _, _, r in out] == [True, True, True, True]  # anchor 0 waited for it too
 
 
 def test_pixelation_leaves_a_few_blocks_across_a_face():
