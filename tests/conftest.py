@@ -114,3 +114,29 @@ def classcap(seaweed):
         return Run(done.returncode, done.stdout, done.stderr)
 
     return run
+
+
+def metric(text: str, name: str) -> float:
+    """A value from Prometheus text exposition (counters may carry a `_total` suffix)."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "_total "):
+            return float(line.split()[-1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
+def metrics_url(station, timeout: float = 120) -> str:
+    """The address a `record` started with `metrics_port = 0` prints on stderr."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        assert time.monotonic() < deadline and station.poll() is None, "no metrics address"
+        line = station.stderr.readline()
+        if line.startswith("metrics on "):
+            return line.split()[-1]
+
+
+def read_metrics(url: str) -> str:
+    import urllib.request
+
+    return urllib.request.urlopen(url, timeout=5).read().decode()

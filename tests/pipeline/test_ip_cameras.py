@@ -9,14 +9,14 @@ import time
 import av
 import pytest
 
-from conftest import CLASSCAP, storage_env
+from conftest import CLASSCAP, metric, metrics_url, read_metrics, storage_env
 from fixtures.camera_servers import MjpegServer, RtspServer
 
 
 def station_config(tmp_path, bucket, source, give_up_s=60):
     config = tmp_path / "station.toml"
     config.write_text(
-        f'[station]\nsite = "north"\nroom = "s2"\n\n[recording]\nsource = "{source}"\naudio = "drop"\n'
+        f'[station]\nsite = "north"\nroom = "s2"\nmetrics_port = 0\n\n[recording]\nsource = "{source}"\naudio = "drop"\n'
         f'camera_give_up_s = {give_up_s}\n\n[storage]\nbucket = "{bucket}"\n\n[cameras]\napproved = ["ip:127.0.0.1"]\n'
     )
     return config
@@ -27,6 +27,15 @@ def wait_for_manifest(s3, bucket, station, timeout=120):
     while not s3.list_objects_v2(Bucket=bucket).get("KeyCount"):
         assert time.monotonic() < deadline and station.poll() is None, station.stderr.read() if station.poll() is not None else "no manifest"
         time.sleep(0.2)
+
+
+def wait_for_metric(url, name, at_least, timeout=60):
+    """The station's metrics text once `name` has reached `at_least`."""
+    deadline = time.monotonic() + timeout
+    while metric(text := read_metrics(url), name) < at_least:
+        assert time.monotonic() < deadline, f"{name} stayed below {at_least}"
+        time.sleep(0.5)
+    return text
 
 
 def frame_times(s3, bucket, key):
@@ -46,12 +55,16 @@ def test_a_camera_server_killed_and_restarted_mid_recording_gives_one_playable_o
             env=storage_env(seaweed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
+            url = metrics_url(station)
             wait_for_manifest(s3, bucket, station)
             time.sleep(4)
             camera.stop()  # the camera loses power
             time.sleep(5)
             camera.start()  # ... and comes back on the same address
-            time.sleep(6)
+            # the station retries with backoff (up to 8 s between tries): wait for it to be back
+            # and to have captured two seconds since, however long the reconnect took
+            back = wait_for_metric(url, "classcap_reconnects", 1)
+            wait_for_metric(url, "classcap_frames_in", metric(back, "classcap_frames_in") + 60)
             station.send_signal(signal.SIGTERM)
             out, err = station.communicate(timeout=120)
         finally:

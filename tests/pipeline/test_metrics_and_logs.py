@@ -4,17 +4,9 @@ import json
 import signal
 import subprocess
 import time
-import urllib.request
 
-from conftest import CLASSCAP, storage_env
+from conftest import CLASSCAP, metric, metrics_url, read_metrics, storage_env
 from fixtures.camera_servers import MjpegServer
-
-
-def metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " ") or line.startswith(name + "_total "):
-            return float(line.split()[-1])
-    raise AssertionError(f"{name} not in the metrics")
 
 
 def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_data(seaweed, bucket, s3, tmp_path):
@@ -29,23 +21,17 @@ def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_
             env=storage_env(seaweed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            url = None
-            deadline = time.monotonic() + 120
-            while url is None:
-                assert time.monotonic() < deadline and station.poll() is None, "no metrics address"
-                line = station.stderr.readline()
-                if line.startswith("metrics on "):
-                    url = line.split()[-1]
+            url = metrics_url(station)
             assert url.startswith("http://127.0.0.1:")
             time.sleep(6)
-            first = urllib.request.urlopen(url, timeout=5).read().decode()
+            first = read_metrics(url)
             assert metric(first, "classcap_frames_in") > 0 and metric(first, "classcap_fps_in") >= 0
             for name in ("classcap_frames_out", "classcap_dropped_frames", "classcap_faces_detected", "classcap_faces_redacted",
                          "classcap_fail_closed_frames", "classcap_identity_backlog", "classcap_upload_buffer_bytes",
                          "classcap_upload_retries", "classcap_last_successful_upload_timestamp_seconds"):
                 metric(first, name)
             time.sleep(3)
-            second = urllib.request.urlopen(url, timeout=5).read().decode()
+            second = read_metrics(url)
             assert metric(second, "classcap_frames_out") > metric(first, "classcap_frames_out")
             assert metric(second, "classcap_fps_out") > 5
             camera.stop()
