@@ -131,10 +131,10 @@ class PrivacyEngine:
         out = self._take_searched(wait=True)
         if self._pending and not self._pending[-1].anchor:
             last = self._pending.pop()
-            out += self._search(self._start_search(last.index, last.image, last.tag, anchor=True, now=True))
+            out += self._search(self._start_search(last.index, last.image, last.tag, anchor=True))
         return out + (self._release(whole=False) if self._pending else [])
 
-    def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool, now: bool = False) -> _Searching:
+    def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool) -> _Searching:
         started = time.monotonic()
         try:
             found = self._fast.detect(image)
@@ -144,7 +144,7 @@ class PrivacyEngine:
         fast_s = time.monotonic() - started
         strong = None
         if anchor and self._strong is not None and found is not None:
-            if self._pool is not None and not now:
+            if self._pool is not None:
                 strong = self._pool.submit(self._strong_search, image)
             else:
                 strong = Future()

@@ -245,13 +245,6 @@ class Recording:
         def encode() -> None:
             buffer = FragmentBuffer(hand_part, cfg.part_size)
             encoder = FragmentedMP4Encoder(buffer, self._encoder_settings(keep_audio))
-            in_encoder: dict[int, float] = {}  # pts → capture time of frames the encoder still holds
-
-            def written(pts_list: list[int]) -> None:
-                now = time.monotonic()
-                for pts in pts_list:  # capture → in the part buffer
-                    c.latencies_ms.append((now - in_encoder.pop(pts)) * 1000)
-
             try:
                 while (item := redacted.get()) is not END:
                     if isinstance(item, AudioChunk):
@@ -260,15 +253,14 @@ class Recording:
                     if self.on_redacted:
                         self.on_redacted(item)
                     began = time.monotonic()
-                    in_encoder[item.pts] = item.captured_at
-                    written(encoder.encode_video(item.image, item.pts))
+                    encoder.encode_video(item.image, item.pts)  # zerolatency: its packet is in the part buffer now
                     c.last_encoded_at = time.monotonic()
                     c.encode_busy_s += c.last_encoded_at - began
+                    c.latencies_ms.append((c.last_encoded_at - item.captured_at) * 1000)
                     c.frames_out = encoder.frames_encoded
                     if self.on_progress:
                         self.on_progress(c)
-                written(encoder.close())  # hands the last part to the queue
-                c.last_encoded_at = time.monotonic()
+                encoder.close()  # hands the last part to the queue
             except BaseException:
                 encoder.abort()
                 raise

@@ -53,6 +53,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,8 +128,6 @@ def metric(text: str, name: str) -> float:
 
 def metrics_url(station, timeout: float = 120) -> str:
     """The address a `record` started with `metrics_port = 0` prints on stderr."""
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         assert time.monotonic() < deadline and station.poll() is None, "no metrics address"
@@ -137,6 +137,4 @@ def metrics_url(station, timeout: float = 120) -> str:
 
 
 def read_metrics(url: str) -> str:
-    import urllib.request
-
     return urllib.request.urlopen(url, timeout=5).read().decode()

@@ -67,9 +67,8 @@ class FragmentedMP4Encoder:
         self.frames_encoded = 0
         self._last_pts: int | None = None
 
-    def encode_video(self, image: np.ndarray, pts: int) -> list[int]:
-        """Encode one frame; returns the pts of the video frames whose packets were written now
-        (with zerolatency, this frame's; an encoder that looks ahead would return earlier ones)."""
+    def encode_video(self, image: np.ndarray, pts: int) -> None:
+        """Encode one frame; with zerolatency its packet is in the sink when this returns."""
         if self._last_pts is not None and pts <= self._last_pts:
             # Sources hand out increasing timestamps; dropping a frame here would be silent loss.
             raise ValueError(f"frame timestamp {pts} is not after the previous one ({self._last_pts})")
@@ -77,11 +76,8 @@ class FragmentedMP4Encoder:
         frame = video_frame(image)
         frame.pts = pts
         frame.time_base = self.settings.time_base
-        packets = self._video.encode(frame)
-        written = [p.pts for p in packets]  # read before muxing, which takes the packets over
-        self._mux(packets)
+        self._mux(self._video.encode(frame))
         self.frames_encoded += 1
-        return written
 
     def encode_audio(self, samples: np.ndarray, pts: int, time_base: Fraction, sample_rate: int, layout: str) -> None:
         if self._audio is None:
@@ -92,17 +88,13 @@ class FragmentedMP4Encoder:
         frame.time_base = time_base
         self._mux(self._audio.encode(frame))
 
-    def close(self) -> list[int]:
-        """Flush the encoders and the muxer; the sink then holds the file's last fragment.
-        Returns the pts of the video frames written by the flush."""
-        packets = self._video.encode(None)
-        written = [p.pts for p in packets]
-        self._mux(packets)
+    def close(self) -> None:
+        """Flush the encoders and the muxer; the sink then holds the file's last fragment."""
+        self._mux(self._video.encode(None))
         if self._audio is not None:
             self._mux(self._audio.encode(None))
         self._container.close()
         self._sink.close()
-        return written
 
     def abort(self) -> None:
         try:
