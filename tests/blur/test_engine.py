@@ -1,6 +1,7 @@
 """The engine redacts every face it or its tracker knows of, in every frame, and fails closed."""
 
 import numpy as np
+import pytest
 
 from blur.engine import PrivacyEngine
 from blur.redact import face_region, pixelate
@@ -148,22 +149,28 @@ def test_a_held_track_does_not_jump_onto_another_face_far_away():
 
 
 class SlowScripted(ScriptedDetector):
-    """The strong detector taking its time, as CenterFace does, so searches overlap."""
+    """A detector taking its time, as CenterFace does, so searches overlap."""
+
+    def __init__(self, *args, delay: float = 0.02, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.delay = delay
 
     def detect(self, image):
         import time
 
-        time.sleep(0.02)
+        time.sleep(self.delay)
         return super().detect(image)
 
 
-def test_a_strong_search_in_the_background_gives_the_same_frames_and_holds_at_most_two_anchors():
+@pytest.mark.parametrize("lookahead", [None, 9])
+def test_searches_in_the_background_give_the_same_frames_and_hold_at_most_the_look_ahead(lookahead):
     script = {1: [FACE], 2: [Box(400, 50, 430, 90)], 4: [FACE]}  # strong calls: frames 0, 3, 6, ...
     fast_script = {i: [Box(300, 200, 340, 250)] for i in range(5, 12)}
 
     def outputs(background):
         engine = PrivacyEngine(
-            ScriptedDetector(fast_script), SlowScripted(script, fail_on={5}), strong_every=3, strong_in_background=background
+            ScriptedDetector(fast_script), SlowScripted(script, fail_on={5}), strong_every=3,
+            in_background=background, lookahead=lookahead,
         )
         out, held = [], 0
         for i in range(20):
@@ -171,12 +178,13 @@ def test_a_strong_search_in_the_background_gives_the_same_frames_and_holds_at_mo
             held = max(held, i + 1 - len(out))
         out += engine.flush()
         engine.close()
-        return out, held
+        return out, held, engine.max_held_frames
 
-    (sync, sync_held), (background, background_held) = outputs(False), outputs(True)
+    (sync, sync_held, sync_max), (background, background_held, background_max) = outputs(False), outputs(True)
     assert [tag for _, tag, _ in background] == list(range(20))
     assert [r for _, _, r in background] == [r for _, _, r in sync]
     assert any(r.fail_closed for _, _, r in sync)  # the failed anchor (frame 15) counts in both
     assert all(np.array_equal(a, b) for (a, _, _), (b, _, _) in zip(sync, background))
-    assert sync_held <= 3 and background_held <= 6
-    assert background_held > sync_held  # the fast search really went on while the strong one ran
+    assert sync_held <= 3 and sync_max == 4
+    assert background_held <= background_max - 1 == 3 + (lookahead or 3)
+    assert background_held > sync_held  # the searches really went on ahead of the frame being redacted

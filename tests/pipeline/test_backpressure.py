@@ -94,4 +94,4 @@ def test_slow_storage_makes_the_file_source_wait(seaweed, bucket):
 def test_memory_bound_is_the_documented_formula():
     config = PipelineConfig(raw_queue=8, redacted_queue=8, parts_in_flight=2)
     frame = 1280 * 720 * 3
-    assert config.memory_bound(1280, 720, fragment_bytes=1_000_000) == (20 + 2 * config.strong_every) * frame + 4 * config.part_size + 1_000_000
+    assert config.memory_bound(1280, 720, fragment_bytes=1_000_000) == (20 + config.strong_every + config.batch_lookahead) * frame + 4 * config.part_size + 1_000_000
