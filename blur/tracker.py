@@ -8,10 +8,15 @@ from blur.types import Box, Detection
 
 
 def iou(a: Box, b: Box) -> float:
-    ix = max(0, min(a.x1, b.x1) - max(a.x0, b.x0))
-    iy = max(0, min(a.y1, b.y1) - max(a.y0, b.y0))
+    # Called for every pair of boxes in every frame, and most pairs do not meet: return early.
+    ix = min(a.x1, b.x1) - max(a.x0, b.x0)
+    if ix <= 0:
+        return 0.0
+    iy = min(a.y1, b.y1) - max(a.y0, b.y0)
+    if iy <= 0:
+        return 0.0
     inter = ix * iy
-    union = a.width * a.height + b.width * b.height - inter
+    union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
     return inter / union if union else 0.0
 
 
