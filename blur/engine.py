@@ -189,18 +189,19 @@ class PrivacyEngine:
             _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False,
                      over_budget=over, anchor=anchor and self._strong is not None)
         )
+        # A face first found in this frame may have been in the held frames before it, unfound.
+        self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
         if not anchor:
             return []
         for p in self._pending:  # the anchor's faces, in every frame held before it
             p.faces.extend((t.track_id, t.box) for t in seen)
         self._interpolate(index, seen)
-        self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
         # The anchor itself waits for the next one: a face too cut off at the edge of the picture
         # to be found at this anchor (someone walking in) is found at the next, and reached back.
         return self._release(whole=False, keep_anchor=self._strong is not None)
 
     def _reach_back(self, index: int, new: list, width: int, height: int) -> None:
-        """A face first found at this anchor may have been in the held frames, somewhere nearby.
+        """A face first found in this frame may have been in the held frames, somewhere nearby.
 
         Without an earlier sighting its path is unknown, so each held frame gets the box grown
         by as far as a face can move in the frames between (MAX_SPEED face widths a frame):
