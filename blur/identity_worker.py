@@ -17,6 +17,7 @@ raise PrivacyError: the caller fails closed and may start a new worker.
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import time
 from dataclasses import dataclass
@@ -40,8 +41,10 @@ class WorkerStats:
     embed_ms_max: float
 
 
-def _serve(gallery: Gallery, requests, results, stop) -> None:
+def _serve(gallery: Gallery, requests, results, stop, niceness: int = 0) -> None:
     """The worker process: load the models, then embed and match chips until told to stop."""
+    if niceness:
+        os.nice(niceness)
     try:
         embedder = FaceEmbedder()
         embedder.embed_chip(np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8))  # load the ResNet now
@@ -79,10 +82,11 @@ class IdentityWorker:
     """Embeds and matches face chips in one spawned process; results come back by track id.
 
     The constructor blocks until the process has loaded its models (about 1-2 s), so a missing
-    or damaged model raises ModelError here rather than on the first face.
+    or damaged model raises ModelError here rather than on the first face. `niceness` lowers the
+    process's CPU priority (live work: the frames come first).
     """
 
-    def __init__(self, gallery: Gallery, max_pending: int = 8, start_timeout: float = START_TIMEOUT_S):
+    def __init__(self, gallery: Gallery, max_pending: int = 8, start_timeout: float = START_TIMEOUT_S, niceness: int = 0):
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1.")
         self.max_pending = max_pending
@@ -92,7 +96,7 @@ class IdentityWorker:
         self._results = ctx.Queue(maxsize=max_pending + 1)  # + the one error that ends the process
         self._stop = ctx.Event()
         self._process = ctx.Process(
-            target=_serve, args=(gallery, self._requests, self._results, self._stop),
+            target=_serve, args=(gallery, self._requests, self._results, self._stop, niceness),
             name="classcap-identity", daemon=True,
         )
         self._in_flight = 0

@@ -57,7 +57,8 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
 
         policy = FacePolicy(
             face_policy,
-            identity=IdentityWorker(gallery, max_pending=config.identity_backlog),
+            identity=IdentityWorker(gallery, max_pending=config.identity_backlog,
+                                    niceness=0 if wait_for_identity else config.identity_niceness),
             chipper=chipper,
             wait_for_identity=wait_for_identity,
             recheck_frames=config.identity_recheck_frames,

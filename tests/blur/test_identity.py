@@ -366,3 +366,30 @@ def test_close_stops_the_process_and_leaves_no_child(gallery, chips):
     worker.close()  # twice is harmless
     with pytest.raises(PrivacyError, match="closed"):
         worker.poll()
+
+
+def test_a_live_worker_runs_at_a_lower_cpu_priority_and_still_answers(gallery, chips):
+    # Live work gives the frames the CPU first (pipeline.config.identity_niceness).
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    with IdentityWorker(gallery, niceness=5) as worker:
+        assert worker.submit(1, chips["biden"])
+        [(_, match)] = worker.wait([1], timeout=10)
+        assert match.role == "excluded"
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(19, own + 5)
+    with IdentityWorker(gallery) as worker:
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == own
+
+
+def test_live_engines_lower_the_identity_workers_priority_and_batch_engines_do_not(gallery):
+    from pipeline.config import ConfigError, PipelineConfig
+    from pipeline.engine_factory import build_engine
+
+    with pytest.raises(ConfigError, match="identity_niceness"):
+        PipelineConfig(identity_niceness=20)
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    for wait_for_identity, expected in ((False, min(19, own + 10)), (True, own)):
+        engine, _ = build_engine(PipelineConfig(policy="exclude"), gallery, wait_for_identity=wait_for_identity)
+        try:
+            assert os.getpriority(os.PRIO_PROCESS, engine.policy._identity.pid) == expected
+        finally:
+            engine.close()
