@@ -41,10 +41,9 @@ class WorkerStats:
     embed_ms_max: float
 
 
-def _serve(gallery: Gallery, requests, results, stop, niceness: int = 0) -> None:
+def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
     """The worker process: load the models, then embed and match chips until told to stop."""
-    if niceness:
-        os.nice(niceness)
+    os.nice(niceness)  # 0 leaves the priority as it is
     try:
         embedder = FaceEmbedder()
         embedder.embed_chip(np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8))  # load the ResNet now

@@ -123,7 +123,7 @@ def test_the_preview_never_shows_an_unredacted_face(station_page, seaweed, bucke
             x0, y0, x1, y1 = face.box
             w, h = x1 - x0, y1 - y0
             away[max(0, int(y0 - h)):int(y1 + h), max(0, int(x0 - w)):int(x1 + w)] = False
-        # (the median: a face first found at an anchor is also redacted in the frames before it, in a box
+        # (the median: a newly found face is also redacted in the frames held before it, in a box
         # grown by how far it could have moved, up to 2.4 face widths, which can reach past this mask;
         # most at the start, when every face is new. Measured: median 4, where the mean went 2.8 to 15.)
         assert np.median(np.abs(preview.astype(int) - frame.image.astype(int)).max(axis=2)[away]) <= 6
