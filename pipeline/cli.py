@@ -190,6 +190,13 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def cpu_seconds() -> float:
+    """CPU used so far by this process and the children it has reaped (the identity worker,
+    once a recording closes it; not a storage server still running)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def print_result(summary: dict) -> None:
     """The contract: the last stdout line is one JSON object."""
     print(json.dumps(summary, sort_keys=True), flush=True)

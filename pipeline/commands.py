@@ -9,7 +9,7 @@ import time
 from blur.models import provision
 from blur.policy import parse_policy
 from capture.file import FileSource
-from pipeline.cli import Progress, peak_rss_mb, print_result
+from pipeline.cli import Progress, cpu_seconds, peak_rss_mb, print_result
 from pipeline.config import ConfigError, Placement, PipelineConfig
 from pipeline.engine_factory import ENGINE_MODELS, build_engine, load_gallery
 from pipeline.recording import Recording, RecordingResult
@@ -47,7 +47,7 @@ def run_recording(
         source, engine, client, storage, location, placement, config, hashes,
         gallery_version=gallery.version, on_progress=Progress(source.info.frames), on_redacted=on_redacted,
     )
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), cpu_seconds()
     if live_control is not None:  # a live recording: stop means finish and keep, not abort
         from pipeline.metrics import MetricsServer
 
@@ -69,7 +69,7 @@ def run_recording(
     else:
         with _sigterm_as_interrupt():
             result = recording.run()
-    seconds = time.monotonic() - started
+    seconds, cpu = time.monotonic() - started, cpu_seconds() - cpu_before
     m = result.manifest
     figures = recording.counters.figures()
     return {
@@ -86,6 +86,7 @@ def run_recording(
         "video_bytes": m["video"]["bytes"],
         "seconds": round(seconds, 2),
         "fps": round(m["frames_out"] / max(seconds, 1e-9), 2),
+        "cpu_seconds": round(cpu, 2),  # over the same span as seconds, all threads and the identity worker
         "peak_rss_mb": peak_rss_mb(),
         "queue_high_water": recording.counters.queue_high_water,
         "latency_p50_ms": figures.get("latency_p50_ms"),
