@@ -93,12 +93,16 @@ class Run:
         return json.loads(self.stdout.strip().splitlines()[-1])
 
 
-def storage_env(server, **overrides) -> dict:
+def clean_env(**overrides) -> dict:
+    """This environment without any AWS_ setting (no storage unless a test names one), plus `overrides`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(server.env())
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(overrides)
     return env
+
+
+def storage_env(server, **overrides) -> dict:
+    return clean_env(**(server.env() | overrides))
 
 
 @pytest.fixture

@@ -1,11 +1,9 @@
 """`classcap bench` reports the figures DESIGN.md names (their values are for the note, not asserted)."""
 
-import json
-import os
 import subprocess
 
 import pytest
-from conftest import CLASSCAP
+from conftest import CLASSCAP, Run, clean_env
 
 KEYS = {"live_fps", "dropped_frames", "latency_p50_ms", "latency_p99_ms", "batch_fps", "peak_rss_mb", "width", "height", "policy"}
 
@@ -13,10 +11,9 @@ KEYS = {"live_fps", "dropped_frames", "latency_p50_ms", "latency_p99_ms", "batch
 @pytest.fixture(scope="module")
 def figures() -> dict:
     """One short bench run (it starts its own storage server), read by every test here."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {"PYTHONDONTWRITEBYTECODE": "1"}
-    done = subprocess.run([*CLASSCAP, "bench", "--seconds", "2"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run([*CLASSCAP, "bench", "--seconds", "2"], env=clean_env(), capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return Run(done.returncode, done.stdout, done.stderr).result
 
 
 def test_bench_prints_one_json_line_of_figures(figures):

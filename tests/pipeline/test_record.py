@@ -8,7 +8,7 @@ import time
 
 import av
 
-from conftest import CLASSCAP, storage_env
+from conftest import CLASSCAP, clean_env, storage_env
 
 
 def frames_in(s3, bucket, key):
@@ -105,15 +105,13 @@ def test_a_missing_microphone_is_one_sentence_and_nothing_is_recorded(classcap, 
 
 
 def test_the_station_config_can_hold_the_stations_keys_but_only_in_a_private_file(classcap, seaweed, bucket, s3, tmp_path):
-    import os
-
     config = tmp_path / "station.toml"
     config.write_text(
         f'[station]\nsite = "north"\nroom = "lab-2"\n\n[recording]\nsource = "testpattern"\naudio = "drop"\n\n'
         f'[storage]\nendpoint = "{seaweed.endpoint}"\nbucket = "{bucket}"\naccess_key = "{seaweed.access_key}"\n'
         f'secret_key = "{seaweed.secret_key}"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # nothing from the AWS chain
+    env = clean_env()  # nothing from the AWS chain
     config.chmod(0o644)
     shared = classcap("record", "--config", config, "--duration", "2", "--notice-confirmed", env=env)
     assert shared.returncode == 1 and "chmod 600" in shared.stderr
