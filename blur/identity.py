@@ -1,8 +1,8 @@
 """Face identity: dlib's ResNet embeddings of aligned face chips, and the gallery they match.
 
 The frame process only cuts chips (`FaceEmbedder.chip`: a 5-point landmark fit, about 3 ms);
-the ResNet (`embed_chip`, about 110-150 ms a face, holding the GIL) runs in the identity worker
-process (`blur.identity_worker`). The gallery holds pseudonymous ids and embeddings, never
+the ResNet (`embed_chips`: dlib's network run by onnxruntime, `blur.resnet_onnx`, about 8 ms a
+face) runs in the identity worker process (`blur.identity_worker`). The gallery holds pseudonymous ids and embeddings, never
 names or photographs.
 
 Measured on the registry faces (`fixtures.faces`), enrolled from the full-size photograph:
@@ -151,9 +151,15 @@ class FaceEmbedder:
         """The (128,) float32 embedding of an aligned chip from `chip`."""
         if chip.shape != (CHIP_SIZE, CHIP_SIZE, 3) or chip.dtype != np.uint8:
             raise ValueError(f"A face chip is {CHIP_SIZE}×{CHIP_SIZE}×3 uint8, not {chip.shape} {chip.dtype}.")
+        return self.embed_chips(chip[None])[0]
+
+    def embed_chips(self, chips: np.ndarray) -> np.ndarray:
+        """(n, 128) float32 embeddings of n aligned chips, in one pass of the network."""
         if self._resnet is None:
-            self._resnet = self._dlib.face_recognition_model_v1(str(_checked_path(RESNET)))
-        return np.asarray(self._resnet.compute_face_descriptor(np.ascontiguousarray(chip)), dtype=np.float32)
+            from blur.resnet_onnx import ResNetEmbedder
+
+            self._resnet = ResNetEmbedder(_checked_path(RESNET).read_bytes())
+        return self._resnet.embed(chips)
 
     def embed(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
         return self.embed_chip(self.chip(image_rgb, box))

@@ -1,7 +1,8 @@
 """The identity worker: one separate process that embeds face chips and matches them to the gallery.
 
-dlib holds the GIL for the whole ResNet pass (about 110-150 ms a face), so the frame process must
-never run it: it cuts small aligned chips (`FaceEmbedder.chip`) and hands them here. The process
+The ResNet pass (about 8 ms a face on onnxruntime; 100-150 ms in dlib's own build, which held
+the GIL) never runs in the frame process: it cuts small aligned chips (`FaceEmbedder.chip`)
+and hands them here, where chips that wait together are embedded in one pass. The process
 is started with "spawn", never "fork": the parent runs MediaPipe and onnxruntime thread pools,
 and a forked copy of their locks can deadlock.
 
@@ -30,6 +31,9 @@ from blur.identity import CHIP_SIZE, FaceEmbedder, Gallery, IdentityMatch, model
 START_TIMEOUT_S = 60.0  # a cold spawn imports numpy, OpenCV and dlib and loads 30 MB of models
 STOP_TIMEOUT_S = 5.0
 _TICK_S = 0.1  # how often a blocked wait looks at whether the process is still alive
+# Chips waiting together are embedded in one pass of the network: 6.6 ms a chip in a batch
+# against 8.2 ms one at a time (onnxruntime, one thread, here).
+BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -66,15 +70,29 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
             return
         if stop.is_set():
             continue  # closing: drain what is queued without embedding it
-        track_id, chip = item
+        batch, last = [item], False
+        while len(batch) < BATCH:  # what else is waiting goes through the network in the same pass
+            try:
+                item = requests.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                last = True  # told to stop: answer this batch first
+                break
+            batch.append(item)
         try:
             start = time.perf_counter()
-            match = gallery.match(embedder.embed_chip(chip))
-            elapsed = time.perf_counter() - start
+            embeddings = embedder.embed_chips(np.stack([chip for _, chip in batch]))
+            matches = [gallery.match(e) for e in embeddings]
+            elapsed = (time.perf_counter() - start) / len(batch)
         except Exception as err:  # noqa: BLE001 - reported to the parent, then the process ends
-            results.put(("error", "privacy", f"The identity worker failed on track {track_id}: {err!r}."))
+            tracks = ("track " if len(batch) == 1 else "tracks ") + ", ".join(str(t) for t, _ in batch)
+            results.put(("error", "privacy", f"The identity worker failed on {tracks}: {err!r}."))
             return
-        results.put(("match", track_id, match, elapsed))
+        for (track_id, _), match in zip(batch, matches):
+            results.put(("match", track_id, match, elapsed))
+        if last:
+            return
 
 
 class IdentityWorker:

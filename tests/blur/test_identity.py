@@ -83,6 +83,41 @@ def test_a_damaged_model_file_is_refused(tmp_path, monkeypatch):
         FaceEmbedder()
 
 
+def test_the_onnx_resnet_gives_dlibs_own_embeddings(faces, embedder):
+    # given real faces at full size and shrunk to the back row, chipped as the engine does
+    import cv2
+    import dlib
+
+    chips = []
+    for photo in (p for ps in faces.values() for p in ps):
+        for width in (None, 30, 60):
+            image, box = photo.image, Box(*photo.face_box)
+            if width:
+                s = width / box.width
+                image = np.ascontiguousarray(cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA))
+                box = Box(*(int(v * s) for v in photo.face_box))
+            chips.append(embedder.chip(image, box))
+    # when dlib's own network and the graph built from the same model file embed them
+    resnet = dlib.face_recognition_model_v1(str(identity._checked_path(identity.RESNET)))
+    theirs = np.array([resnet.compute_face_descriptor(c) for c in chips], np.float32)
+    ours = embedder.embed_chips(np.stack(chips))
+    # then every value agrees to float rounding, one chip at a time or all in one pass
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.abs(np.stack([embedder.embed_chip(c) for c in chips]) - theirs).max() < 1e-5
+
+
+def test_a_model_file_of_another_network_is_refused():
+    from blur.resnet_onnx import build_onnx, read_dlib_resnet
+
+    data = identity._checked_path(identity.RESNET).read_bytes()
+    with pytest.raises(ModelError):
+        read_dlib_resnet(data[: len(data) // 2])  # truncated
+    with pytest.raises(ModelError):
+        read_dlib_resnet(data + b"\x00")  # something after the last layer
+    with pytest.raises(ModelError, match="expects max_pool"):
+        build_onnx(*read_dlib_resnet(data.replace(b"max_pool_2", b"avg_pool_2", 1)))  # another layer there
+
+
 # ---------------------------------------------------------------------------------------------
 # Embeddings of real faces
 
