@@ -135,5 +135,6 @@ def enrol_eval_gallery(storage, bucket: str) -> None:
     from upload.gallery_store import put_person
 
     client = make_client(storage)
-    for entry in eval_gallery().entries:
+    # both evaluations' people: the generated classrooms' and the real-photograph suite's
+    for entry in eval_gallery("easy").entries + eval_gallery("real").entries:
         put_person(client, storage, bucket, entry.person_id, entry_bytes(entry))
