@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from blur.types import Box, Detection
 
 
@@ -18,13 +20,6 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a.x1 - a.x0) * (a.y1 - a.y0) + (b.x1 - b.x0) * (b.y1 - b.y0) - inter
     return inter / union if union else 0.0
-
-
-def centre_distance(a: Box, b: Box) -> float:
-    """Distance between centres, in units of the larger box's width."""
-    dx = (a.x0 + a.x1 - b.x0 - b.x1) / 2
-    dy = (a.y0 + a.y1 - b.y0 - b.y1) / 2
-    return (dx * dx + dy * dy) ** 0.5 / max(a.width, b.width, 1)
 
 
 @dataclass
@@ -51,26 +46,42 @@ class Track:
         return moved.padded(grow, grow, grow, grow, width, height)
 
 
-def _similar_size(a: Box, b: Box) -> bool:
-    return 0.5 <= a.width / max(b.width, 1) <= 2.0  # a face turning aside narrows to about half
-
-
 def lerp(a: Box, b: Box, t: float) -> Box:
     """The box a fraction t of the way from a to b."""
     return Box(*(int(round(u + (v - u) * t)) for u, v in zip((a.x0, a.y0, a.x1, a.y1), (b.x0, b.y0, b.x1, b.y1))))
 
 
+def _boxes(boxes: list[Box]) -> np.ndarray:
+    return np.array([(b.x0, b.y0, b.x1, b.y1) for b in boxes], np.float64).reshape(-1, 4)
+
+
+def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in a (n×4) with every box in b (m×4)."""
+    ix = np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0])
+    iy = np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1])
+    inter = np.clip(ix, 0, None) * np.clip(iy, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def merge_overlapping(detections: list[Detection], min_iou: float = 0.3) -> list[Detection]:
     """One detection per face when several detectors found it: the union box, the best score."""
     merged: list[Detection] = []
+    kept = np.zeros((0, 4))
     for det in sorted(detections, key=lambda d: -d.score):
-        for i, kept in enumerate(merged):
-            if iou(det.box, kept.box) >= min_iou:
-                a, b = kept.box, det.box
-                merged[i] = Detection(Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1)), kept.score)
-                break
+        b = det.box
+        hits = np.nonzero(_iou_matrix(_boxes([b]), kept)[0] >= min_iou)[0] if len(kept) else ()
+        if len(hits):
+            i = int(hits[0])
+            a = merged[i].box
+            union = Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1))
+            merged[i] = Detection(union, merged[i].score)
+            kept[i] = (union.x0, union.y0, union.x1, union.y1)
         else:
             merged.append(det)
+            kept = np.vstack([kept, _boxes([b])])
     return merged
 
 
@@ -111,17 +122,27 @@ class FaceTracker:
         self.tracks = [t for t in self.tracks if frame - t.last_seen <= self.hold_for(t)]
         predicted = {t.track_id: t.predicted(frame, width, height) for t in self.tracks}
         pairs = []
-        for d_index, det in enumerate(detections):
-            for track in self.tracks:
-                overlap = iou(det.box, predicted[track.track_id])
-                close = centre_distance(det.box, predicted[track.track_id])
-                gap = max(1, frame - track.last_seen)
-                # Far jumps only across the few frames between anchors (fast movers); a track
-                # held through a long gap is only picked up again where it was. Otherwise a
-                # held teacher's track could jump onto a student's face, identity and all.
-                reach = self.max_centre_distance * min(gap, 4) if gap <= self.hold_frames else 0.0
-                if (overlap >= self.min_iou or close <= reach) and _similar_size(det.box, track.box):
-                    pairs.append((overlap - close, d_index, track))
+        if detections and self.tracks:
+            # every detection against every track at once: a class is 40 faces and as many tracks
+            d = _boxes([det.box for det in detections])
+            p = _boxes([predicted[t.track_id] for t in self.tracks])
+            own = _boxes([t.box for t in self.tracks])
+            overlap = _iou_matrix(d, p)
+            dx = (d[:, None, 0] + d[:, None, 2] - p[None, :, 0] - p[None, :, 2]) / 2
+            dy = (d[:, None, 1] + d[:, None, 3] - p[None, :, 1] - p[None, :, 3]) / 2
+            widest = np.maximum(np.maximum(d[:, None, 2] - d[:, None, 0], p[None, :, 2] - p[None, :, 0]), 1)
+            close = np.hypot(dx, dy) / widest
+            gap = np.array([max(1, frame - t.last_seen) for t in self.tracks])
+            # Far jumps only across the few frames between anchors (fast movers); a track
+            # held through a long gap is only picked up again where it was. Otherwise a
+            # held teacher's track could jump onto a student's face, identity and all.
+            reach = np.where(gap <= self.hold_frames, self.max_centre_distance * np.minimum(gap, 4), 0.0)
+            ratio = (d[:, None, 2] - d[:, None, 0]) / np.maximum(own[None, :, 2] - own[None, :, 0], 1)
+            similar = (ratio >= 0.5) & (ratio <= 2.0)  # a face turning aside narrows to about half
+            linked = ((overlap >= self.min_iou) | (close <= reach[None, :])) & similar
+            for d_index, t_index in zip(*np.nonzero(linked)):
+                pairs.append((float(overlap[d_index, t_index] - close[d_index, t_index]), int(d_index),
+                              self.tracks[int(t_index)]))
         used_d, used_t = set(), set()
         for _, d_index, track in sorted(pairs, key=lambda p: -p[0]):
             if d_index in used_d or track.track_id in used_t:

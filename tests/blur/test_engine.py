@@ -198,3 +198,24 @@ def test_searches_in_the_background_give_the_same_frames_and_hold_at_most_the_lo
     assert sync_held <= 3 and sync_max == 4
     assert background_held <= background_max - 1 == 3 + (lookahead or 3)
     assert background_held > sync_held  # the fast search really went on while the strong one ran
+
+
+def test_no_track_goes_on_across_a_camera_cut():
+    # given a face seen for five frames in one view, then a cut to a brighter view without it
+    def frame(i):
+        return textured(i) // 4 + (0 if i < 5 else 160)
+
+    def redacted_after_cut(cut_threshold):
+        engine = PrivacyEngine(ScriptedDetector({n: [FACE] for n in range(5)}), cut_threshold=cut_threshold)
+        out = []
+        for i in range(12):
+            out += engine.push(frame(i), i)
+        out += engine.flush()
+        return engine, [redacted(image, FACE, frame(i)) for image, i, _ in out]
+
+    # then without cut detection the face's track would hold its box over the new view; with it,
+    # the new view is left as it is, and the cut is counted
+    _, held = redacted_after_cut(None)
+    engine, states = redacted_after_cut(18.0)
+    assert all(held[:5]) and all(held[5:10])
+    assert all(states[:5]) and not any(states[5:]) and engine.cuts == 1
