@@ -62,6 +62,9 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
             chipper=chipper,
             wait_for_identity=wait_for_identity,
             recheck_frames=config.identity_recheck_frames,
+            clear_votes=config.identity_clear_votes,
+            vote_gap=config.identity_vote_gap,
+            clear_distance=config.identity_clear_distance,
         )
         hashes = {**model_hashes(used), **identity_hashes()}
     else:

@@ -285,12 +285,14 @@ def test_match_prefers_excluded_and_uses_each_roles_threshold():
     near[0] += 0.45  # 0.45 from staff-01
     student = GalleryEntry("stu-0001", "excluded", near[None])
     gallery = Gallery.from_entries([staff, student])
-    assert gallery.match(base) == IdentityMatch("stu-0001", "excluded", pytest.approx(0.45, abs=1e-5))
+    assert gallery.match(base) == IdentityMatch("stu-0001", "excluded", pytest.approx(0.45, abs=1e-5),
+                                                pytest.approx(0.45, abs=1e-5))
     probe = base.copy()
     probe[0] -= 0.3  # 0.3 from staff, 0.75 from the student
     assert gallery.match(probe).person_id == "staff-01"
     probe[0] -= 0.25  # 0.55 from staff: above the staff threshold
-    assert gallery.match(probe) == IdentityMatch(None, None, pytest.approx(0.55, abs=1e-5))
+    # no match: how far the nearest excluded student was comes back too (clearing needs a margin)
+    assert gallery.match(probe) == IdentityMatch(None, None, pytest.approx(0.55, abs=1e-5), pytest.approx(1.0, abs=1e-5))
     assert Gallery.from_entries([staff, student], staff_threshold=0.6).match(probe).person_id == "staff-01"
     assert Gallery().match(base) == IdentityMatch(None, None, float("inf"))
     assert STAFF_THRESHOLD < EXCLUDED_THRESHOLD == DLIB_SAME_PERSON
