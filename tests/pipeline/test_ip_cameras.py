@@ -76,7 +76,10 @@ def test_a_camera_server_killed_and_restarted_mid_recording_gives_one_playable_o
     assert m["status"] == "complete" and m["camera_id"].startswith("ip:127.0.0.1")
     assert m["reconnects"] == 1 and len(m["gaps"]) == 1
     gap = m["gaps"][0]
-    assert gap["ended_at"] and 3 <= gap["seconds"] <= 20
+    # the gap is timed from when the station noticed the loss, which may be up to the camera's
+    # 5 s read timeout after the kill: 2.6-8.8 s measured here for a 5 s outage. The video's
+    # clock, below, shows the whole time the camera was away.
+    assert gap["ended_at"] and 0 < gap["seconds"] <= 20
     times = frame_times(s3, bucket, result["video_key"])
     assert len(times) == m["frames_out"] > 0
     jumps = [b - a for a, b in zip(times, times[1:])]
