@@ -292,3 +292,18 @@ def test_a_shown_face_held_by_its_track_keeps_its_pixels_under_a_hidden_neighbou
         assert np.array_equal(image[visible.y0 : visible.y1, visible.x0 : visible.x1],
                               original[visible.y0 : visible.y1, visible.x0 : visible.x1]), i
         assert hidden(image, front, original), i
+
+
+def test_a_track_that_jumped_onto_another_face_is_cleared_only_on_a_confident_detection():
+    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True),
+                             wait_for_identity=True)
+    face_policy.observe(0, textured(0), [(1, FACE, 0.9)])
+    face_policy.settle([1])
+    assert not face_policy.redact(1)  # cleared on a good look
+    face_policy.doubt(1)  # the track moved onto the next card, where someone else is
+    face_policy.observe(1, textured(1), [(1, FACE, 0.15)])  # found there only weakly
+    face_policy.settle([1])
+    assert face_policy.redact(1)  # a far non-match on that look clears nobody
+    face_policy.observe(12, textured(12), [(1, FACE, 0.6)])
+    face_policy.settle([1])
+    assert not face_policy.redact(1)

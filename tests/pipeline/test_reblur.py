@@ -130,3 +130,45 @@ def test_the_ray_engine_produces_the_same_objects_as_the_local_engine(classcap, 
     ours, theirs = (json.loads(get(s3, b, made[0]["manifest_key"])) for b in (bucket, twin))
     for field in ("gallery_version", "frames_out", "faces_redacted", "video"):
         assert ours[field] == theirs[field], field
+
+
+def test_reblur_hides_a_student_enrolled_from_another_photograph_through_camera_cuts(
+    classcap, seaweed, bucket, s3, tmp_path
+):
+    # given a recording of a wall of real faces with two camera cuts, made under `exclude` while
+    # the gallery held only the teacher, in which john_salley is shown as photographs 2-11 of him
+    from conftest import Clip
+    from fixtures.classroom import write_mp4
+    from fixtures.faces import _john_file, JOHNS
+    from fixtures.photowall import PhotoWall, WallSpec
+
+    wall = PhotoWall(WallSpec(seed=61, duration_s=4.0, shots=3, present=("john_salley",)))
+    clip = Clip(tmp_path / "wall.mp4", wall)
+    write_mp4(wall, clip.path, with_audio=False)
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
+    made = classcap("process", clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env, timeout=900)
+    assert made.returncode == 0, made.stderr
+    inputs = frames_of(clip.path.read_bytes())
+    in_view = [i for i, faces in enumerate(clip.truth)
+               if any(f.identity == "john_salley" and f.visible_fraction >= MIN_VISIBLE for f in faces)]
+
+    def salley_left(outputs) -> list[int]:
+        """The frames in which he is still recognisable."""
+        return [i for i in range(len(outputs)) if any(f.identity == "john_salley" and f.visible_fraction >= MIN_VISIBLE
+                                                      and face_left(inputs[i], outputs[i], f) for f in clip.truth[i])]
+
+    before = frames_of(get(s3, bucket, made.result["video_key"]))
+    assert len(in_view) > 60 and len(salley_left(before)) > 30, "he was visible before"
+
+    # when he is enrolled from the one photograph of him the recording never shows, and it is re-blurred
+    enrolment = default_cache_dir() / _john_file(next(path for who, path, _, _ in JOHNS if who == "john_salley"))
+    add = classcap("gallery", "add", "--id", "s-20", "--role", "excluded", enrolment, env=env)
+    assert add.returncode == 0, add.stderr
+    run = classcap("reblur", f"s3://{bucket}/recordings", env=env, timeout=900)
+    assert run.returncode == 0 and run.result["reblurred"] == 1, run.stderr
+
+    # then he is recognisable in no frame, across every cut
+    after = frames_of(get(s3, bucket, made.result["video_key"]))
+    assert len(after) == len(inputs)
+    assert salley_left(after) == []
