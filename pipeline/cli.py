@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--bucket", help="bucket whose gallery to use (default: $CLASSCAP_BUCKET)")
 
     evaluation = commands.add_parser("eval", help="privacy figures on generated clips with exact ground truth")
-    evaluation.add_argument("--suite", default="synthetic", help="synthetic (the generated classrooms), all (and the real photographs), or one suite: easy, classroom, hard, real")
+    evaluation.add_argument("--suite", default="synthetic", help="synthetic (the generated classrooms), all (and the real photographs), or one suite: easy, classroom, crowded, hard, real")
     evaluation.add_argument("--policy", action="append", help="policy to evaluate (repeatable; default all, exclude, allow)")
     evaluation.add_argument("--max-frames", type=int, help="only the first N frames of each clip (a quick look)")
     evaluation.set_defaults(run=cmd.evaluate)
