@@ -22,6 +22,12 @@ def iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
+# A track may link a detection by distance alone (jump) only while it is young or moving at
+# this many face widths a frame or more (a seated student sways a few pixels in a second).
+MOBILE_HITS = 3
+MOBILE_SPEED = 0.02
+
+
 @dataclass
 class Track:
     track_id: int
@@ -137,6 +143,11 @@ class FaceTracker:
             # held through a long gap is only picked up again where it was. Otherwise a
             # held teacher's track could jump onto a student's face, identity and all.
             reach = np.where(gap <= self.hold_frames, self.max_centre_distance * np.minimum(gap, 4), 0.0)
+            # Only a face on the move jumps (or one seen too little to know): a still face that
+            # goes unfound is held where it sat, not moved onto a neighbour or a false find.
+            speed = np.array([np.hypot(t.vx, t.vy) / max(t.box.x1 - t.box.x0, 1) for t in self.tracks])
+            hits = np.array([t.hits for t in self.tracks])
+            reach = np.where((hits < MOBILE_HITS) | (speed >= MOBILE_SPEED), reach, 0.0)
             ratio = (d[:, None, 2] - d[:, None, 0]) / np.maximum(own[None, :, 2] - own[None, :, 0], 1)
             similar = (ratio >= 0.5) & (ratio <= 2.0)  # a face turning aside narrows to about half
             linked = ((overlap >= self.min_iou) | (close <= reach[None, :])) & similar

@@ -162,6 +162,30 @@ def test_a_held_track_does_not_jump_onto_another_face_far_away():
     assert new.track_id != 1 and new.first_seen == 70
 
 
+def test_a_seated_face_lost_beside_another_find_stays_redacted_where_it_sat():
+    # A student seen for 40 frames looks down (lost); a find 1.5 face widths away (a neighbour,
+    # or a false find on a jumper) must not take the student's track, and with it the cover.
+    beside = Box(FACE.x0 + 60, FACE.y0, FACE.x1 + 60, FACE.y1)
+    script = {i: [FACE] for i in range(40)} | {i: [beside] for i in range(41, 70)}
+    out = run(PrivacyEngine(ScriptedDetector(script), hold_frames=15, long_hold_frames=90), 70)
+    assert all(redacted(image, FACE, textured(i)) for image, i, _ in out)
+
+
+def test_a_moving_face_is_followed_by_distance_and_a_still_one_is_not():
+    from blur.tracker import FaceTracker
+
+    tracker = FaceTracker(hold_frames=15, long_hold_frames=90)
+    for i in range(10):  # a student walking past: 12 px a frame
+        tracker.update(i, [Detection(Box(100 + 12 * i, 100, 140 + 12 * i, 140), 0.9)], W, H)
+    [walker] = tracker.update(12, [Detection(Box(244, 140, 284, 180), 0.9)], W, H)  # 2 frames on, and lower
+    assert walker.track_id == 1 and walker.jumped
+    tracker = FaceTracker(hold_frames=15, long_hold_frames=90)
+    for i in range(10):  # a seated student
+        tracker.update(i, [Detection(Box(100, 100, 140, 140), 0.9)], W, H)
+    tracks = tracker.update(12, [Detection(Box(160, 100, 200, 140), 0.9)], W, H)
+    assert [t.track_id for t in tracks if t.last_seen == 12] != [1]  # a new track; the student's is held
+
+
 class SlowScripted(ScriptedDetector):
     """The strong detector taking its time, as CenterFace does, so searches overlap."""
 
