@@ -13,7 +13,7 @@ from capture.errors import CaptureError
 from capture.registry import ApprovedCameras, parse_camera_id
 from pipeline.cli import print_result
 from pipeline.config import ConfigError
-from pipeline.record import SYSFS_ROOT
+from pipeline.live import SYSFS_ROOT
 from pipeline.station import load_station, save_approved_cameras
 
 

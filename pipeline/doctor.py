@@ -61,7 +61,7 @@ def check_config(station):
 def check_camera(station, size=(1280, 720)):
     from capture.reconnect import ReconnectingSource
     from capture.types import Frame
-    from pipeline.record import DEFAULT_SOURCE, open_source
+    from pipeline.live import DEFAULT_SOURCE, open_source
 
     uri = station.source or DEFAULT_SOURCE
     source = open_source(uri, station)  # refuses unknown and unapproved cameras in one sentence

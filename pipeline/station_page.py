@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 
-from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.config import ConfigError
 from pipeline.station import NOTICE, StationConfig, load_station
 
 log = logging.getLogger(__name__)
@@ -85,24 +85,13 @@ class StationController:
     def _record(self) -> None:
         from datetime import datetime, timezone
 
-        from pipeline.commands import run_recording
-        from pipeline.record import DEFAULT_SOURCE, open_source
-        from upload.storage import S3Location
+        from pipeline.live import LiveRequest, plan_live, run_live
 
         try:
-            config = PipelineConfig(
-                policy=self.policy, audio=self.station.audio or "keep", raw_queue=3, redacted_queue=3,
-                crf=self.station.crf if self.station.crf is not None else 23,
-            )
+            # the same recording `classcap record` makes: camera, microphone, buffer, metrics
+            plan = plan_live(self.station, LiveRequest(policy=self.policy, source=self.source_uri, bucket=self.bucket))
             notice_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            placement = Placement(self.station.site, self.station.room, self.station.station_id or os.uname().nodename,
-                                  notice_confirmed_at=notice_at)
-            storage = self.station.storage_settings()
-            source = open_source(self.source_uri or DEFAULT_SOURCE, self.station)
-            self.last_result = run_recording(
-                source, S3Location(self.bucket, "recordings"), placement, config, storage,
-                live_control=self._control, on_redacted=self._keep_preview,
-            )
+            self.last_result = run_live(plan, notice_at, live_control=self._control, on_redacted=self._keep_preview)
         except Exception as err:  # shown on the page as a sentence
             log.exception("the recording failed")
             self.error = _teacher_sentence(err)

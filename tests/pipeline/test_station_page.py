@@ -1,37 +1,46 @@
 """The teacher's station page, driven in a real headless Chromium, and its preview's privacy."""
 
+import io
 import json
 import shutil
 import subprocess
 import time
 import urllib.request
+from contextlib import contextmanager
 
+import av
 import cv2
 import numpy as np
 import pytest
 
-from conftest import CLASSCAP, storage_env
+from conftest import CLASSCAP, metric, metrics_url, read_metrics, storage_env
 from fixtures.classroom import Classroom, ClassroomSpec
 from fixtures.measure import MIN_VISIBLE, face_left
 
 SEED = 4
 
 
-@pytest.fixture
-def station_page(seaweed, bucket, tmp_path):
-    config = tmp_path / "station.toml"
-    config.write_text(
-        f'[station]\nsite = "north"\nroom = "science-2"\nid = "st-5"\n\n[recording]\nsource = "generated:classroom?seed={SEED}"\n'
-        f'audio = "drop"\n\n[storage]\nbucket = "{bucket}"\n'
-    )
+@contextmanager
+def serving(seaweed, config, text: str):
+    """`classcap station serve` on a station.toml of `text`: yields (page address, server process)."""
+    config.write_text(text)
     server = subprocess.Popen(
         [*CLASSCAP, "station", "serve", "--config", str(config), "--port", "0"],
         env=storage_env(seaweed), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    url = json.loads(server.stdout.readline())["url"]
-    yield url
-    server.terminate()
-    server.communicate(timeout=120)
+    try:
+        yield json.loads(server.stdout.readline())["url"], server
+    finally:
+        server.terminate()
+        server.communicate(timeout=120)
+
+
+@pytest.fixture
+def station_page(seaweed, bucket, tmp_path):
+    text = (f'[station]\nsite = "north"\nroom = "science-2"\nid = "st-5"\n\n[recording]\nsource = "generated:classroom?seed={SEED}"\n'
+            f'audio = "drop"\n\n[storage]\nbucket = "{bucket}"\n')
+    with serving(seaweed, tmp_path / "station.toml", text) as (url, _):
+        yield url
 
 
 @pytest.fixture
@@ -132,3 +141,40 @@ def test_the_preview_never_shows_an_unredacted_face(station_page, seaweed, bucke
     assert checked == 6 and faces > 0
     stop = urllib.request.Request(station_page + "stop", data=b"{}", method="POST", headers={"Content-Type": "application/json"})
     urllib.request.urlopen(stop, timeout=10)
+
+
+def _post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(url.rstrip("/") + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(request, timeout=10).read())
+
+
+def _status(url: str) -> dict:
+    return json.loads(urllib.request.urlopen(url.rstrip("/") + "/status", timeout=10).read())
+
+
+def test_a_lesson_started_from_the_page_records_the_station_microphone_and_serves_metrics(seaweed, bucket, s3, tmp_path):
+    """The page makes the recording `classcap record` makes: the station's microphone (ALSA's
+    `null` device, a real capture device) beside the camera, and its Prometheus metrics."""
+    text = (f'[station]\nsite = "north"\nroom = "music-1"\nmetrics_port = 0\n\n[recording]\nsource = "testpattern"\n'
+            f'audio = "keep"\naudio_device = "null"\n\n[storage]\nbucket = "{bucket}"\n')
+    with serving(seaweed, tmp_path / "station.toml", text) as (url, server):
+        _post(url, "/start", {"policy": "all", "notice_confirmed": True})
+        metrics = metrics_url(server)  # printed as `classcap record` prints it
+        wait_for(lambda: _status(url)["state"] == "recording", what="recording to start")
+        time.sleep(2)
+        first = read_metrics(metrics)
+        time.sleep(3)
+        second = read_metrics(metrics)
+        assert metric(second, "classcap_frames_out") > metric(first, "classcap_frames_out") > 0
+        _post(url, "/stop", {})
+        status = wait_for(lambda: (s := _status(url))["state"] == "idle" and s.get("last_recording") and s,
+                          what="the upload to finish")
+    data = s3.get_object(Bucket=bucket, Key=status["last_recording"]["video_key"])["Body"].read()
+    with av.open(io.BytesIO(data)) as container:
+        video = [f.time for f in container.decode(video=0)]
+    with av.open(io.BytesIO(data)) as container:
+        audio = list(container.decode(audio=0))
+    assert audio and audio[0].sample_rate == 48000, "the station microphone's sound is in the recording"
+    audio_end = audio[-1].time + audio[-1].samples / 48000
+    assert abs(audio[0].time - video[0]) < 0.25 and abs(audio_end - video[-1]) < 0.5
