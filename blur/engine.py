@@ -265,7 +265,7 @@ class PrivacyEngine:
     def _release(self, whole: bool, keep_anchor: bool = False):
         """Decide, redact and hand out every held frame (but the latest, with `keep_anchor`)."""
         anchor = self._pending.pop() if keep_anchor else None
-        self.policy.settle(t for p in self._pending for t, _ in p.faces)
+        self.policy.settle()
         out = []
         while self._pending:
             p = self._pending.popleft()

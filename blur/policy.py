@@ -180,10 +180,10 @@ class FacePolicy:
             if ident.votes:  # one clear look so far: the next one a little later, from another moment
                 return since >= self.vote_gap
             # not seen well enough yet: try again soon, later after each poor look, at once when
-            # the face has come closer or is seen clearly better (turned to the camera, lights up)
+            # the face has come closer
             wait = min(self.max_retry_frames, self.retry_frames * 2 ** max(0, min(ident.poor, 5) - 1))
-            return (since >= wait or box.width >= 1.5 * max(ident.asked_width, 1)
-                    or (since >= self.retry_frames and score >= ident.asked_score + 0.15))
+            if since >= wait or box.width >= 1.5 * max(ident.asked_width, 1):
+                return True
         if since >= self.retry_frames and score >= ident.asked_score + 0.15:
             return True  # seen clearly better than when last asked (turned to the camera, lights up)
         return since >= self.recheck_frames
@@ -198,7 +198,7 @@ class FacePolicy:
         self._take(self._identity.wait(busy, timeout=self.identity_timeout_s))
         return self._identity.submit(track_id, chip)
 
-    def settle(self, track_ids: Iterable[int]) -> None:
+    def settle(self) -> None:
         """Before frames are released: take the answers that are in; in batch, wait for the rest."""
         if not self.needs_identity:
             return
@@ -206,7 +206,6 @@ class FacePolicy:
             self._take(self._identity.poll())
             return
         # batch: every answer asked for so far, so that what is decided does not depend on timing
-        del track_ids
         waiting = [t for t, ident in self.tracks.items() if ident.outstanding > 0]
         if not waiting:
             return

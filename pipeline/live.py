@@ -110,12 +110,17 @@ class LivePlan:
     metrics_port: int | None  # None: no metrics server
 
 
+def bucket_for(station: StationConfig, asked: str | None = None) -> str | None:
+    """The bucket a recording goes to: the one asked for, else CLASSCAP_BUCKET, else the station's."""
+    return asked or os.environ.get("CLASSCAP_BUCKET") or station.bucket
+
+
 def plan_live(station: StationConfig, request: LiveRequest = LiveRequest()) -> LivePlan:
     """The recording the station and the request describe; one sentence (ConfigError) if it cannot be made."""
     site, room = request.site or station.site, request.room or station.room
     if not site or not room:
         raise ConfigError("This station has no site and room; set [station] site and room in station.toml before recording.")
-    bucket = request.bucket or os.environ.get("CLASSCAP_BUCKET") or station.bucket
+    bucket = bucket_for(station, request.bucket)
     if not bucket:
         raise ConfigError("No bucket given; set [storage] bucket in station.toml, CLASSCAP_BUCKET, or --bucket.")
     crf = request.crf if request.crf is not None else (station.crf if station.crf is not None else 23)

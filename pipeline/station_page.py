@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -20,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 
 from pipeline.config import ConfigError
+from pipeline.live import bucket_for
 from pipeline.station import NOTICE, StationConfig, load_station
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class StationController:
     def __init__(self, station: StationConfig, source_uri: str | None = None, bucket: str | None = None):
         self.station = station
         self.source_uri = source_uri or station.source
-        self.bucket = bucket or os.environ.get("CLASSCAP_BUCKET") or station.bucket
+        self.bucket = bucket_for(station, bucket)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._recording = None

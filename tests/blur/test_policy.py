@@ -71,6 +71,11 @@ def hidden(image, box, original):
     return bool(np.abs(np.diff(a, axis=1)).mean() < 0.3 * np.abs(np.diff(b, axis=1)).mean())
 
 
+def untouched(image, box, original):
+    """Every pixel of the box is as it came in."""
+    return np.array_equal(image[box.y0 : box.y1, box.x0 : box.x1], original[box.y0 : box.y1, box.x0 : box.x1])
+
+
 def run(engine, n):
     out = []
     for i in range(n):
@@ -102,8 +107,7 @@ def test_an_excluded_face_s_margin_gives_way_to_a_shown_face_behind_it_but_its_o
         original = textured(i)
         # then the student behind shows, all but where the excluded face's own box lies
         visible = Box(behind.x0, behind.y0, behind.x1, front.y0)
-        assert np.array_equal(image[visible.y0 : visible.y1, visible.x0 : visible.x1],
-                              original[visible.y0 : visible.y1, visible.x0 : visible.x1]), i
+        assert untouched(image, visible, original), i
         assert hidden(image, front, original), i
         # and the margin outside the shown face stays redacted (above the excluded face, right of it)
         assert hidden(image, Box(behind.x1, 100, front.x1 + 12, 116), original), i
@@ -289,8 +293,7 @@ def test_a_shown_face_held_by_its_track_keeps_its_pixels_under_a_hidden_neighbou
         original = textured(i)
         visible = Box(behind.x0, behind.y0, behind.x1, front.y0)
         # then the held face shows where only the margin would have covered it
-        assert np.array_equal(image[visible.y0 : visible.y1, visible.x0 : visible.x1],
-                              original[visible.y0 : visible.y1, visible.x0 : visible.x1]), i
+        assert untouched(image, visible, original), i
         assert hidden(image, front, original), i
 
 
@@ -298,12 +301,12 @@ def test_a_track_that_jumped_onto_another_face_is_cleared_only_on_a_confident_de
     face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True),
                              wait_for_identity=True)
     face_policy.observe(0, textured(0), [(1, FACE, 0.9)])
-    face_policy.settle([1])
+    face_policy.settle()
     assert not face_policy.redact(1)  # cleared on a good look
     face_policy.doubt(1)  # the track moved onto the next card, where someone else is
     face_policy.observe(1, textured(1), [(1, FACE, 0.15)])  # found there only weakly
-    face_policy.settle([1])
+    face_policy.settle()
     assert face_policy.redact(1)  # a far non-match on that look clears nobody
     face_policy.observe(12, textured(12), [(1, FACE, 0.6)])
-    face_policy.settle([1])
+    face_policy.settle()
     assert not face_policy.redact(1)
