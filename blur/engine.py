@@ -39,7 +39,7 @@ import numpy as np
 from blur.detector import FaceDetector
 from blur.policy import FacePolicy
 from blur.redact import REDACTORS, face_region, pixelate_frame
-from blur.tracker import FaceTracker, lerp, merge_overlapping
+from blur.tracker import WEAK_SCORE, FaceTracker, lerp, merge_overlapping
 from blur.types import Box, Detection, FrameReport
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ CUT_THRESHOLD = 15.0
 # How far a face may move between frames, in face widths: someone walking briskly across the
 # back of a 720p classroom covers about 0.7 of their (small) face's width per frame at 30 fps.
 MAX_SPEED = 0.8
+
 
 
 @dataclass
@@ -119,6 +120,7 @@ class PrivacyEngine:
         self.cut_threshold = cut_threshold
         self._thumb: np.ndarray | None = None
         self.cuts = 0
+        self._weak: set[int] = set()  # ids of tracks only ever found below WEAK_SCORE
         self._pool = (
             ThreadPoolExecutor(1, thread_name_prefix="classcap-strong-detector")
             if strong is not None and in_background
@@ -212,6 +214,11 @@ class PrivacyEngine:
         tracks = self._tracker.update(index, found, width, height)
         seen = [t for t in tracks if t.last_seen == index]
         for t in seen:
+            if t.best_score < WEAK_SCORE:
+                self._weak.add(t.track_id)
+            else:
+                self._weak.discard(t.track_id)
+        for t in seen:
             if t.jumped:  # linked by distance alone: whoever it was, check again before showing it
                 self.policy.doubt(t.track_id)
         self.policy.observe(index, image, [(t.track_id, t.box, t.score) for t in seen])
@@ -282,7 +289,8 @@ class PrivacyEngine:
             # every shown face, found in this frame or held by its track (small faces are often
             # found on anchor frames only): a hidden neighbour's margin must not blur it either
             shown = [b for t, b in p.faces if not hide[t]]
-            kept = _kept_pixels(height, width, shown, regions, hidden)
+            firm = [b for t, b in p.faces if hide[t] and t not in self._weak]
+            kept = _kept_pixels(height, width, shown, regions, firm)
             saved = p.image[kept] if kept is not None else None
             for region in regions:
                 self._redact(p.image, region)
@@ -293,6 +301,7 @@ class PrivacyEngine:
             self._pending.append(anchor)
         alive = {t.track_id for t in self._tracker.tracks} | {t for p in self._pending for t, _ in p.faces}
         self.policy.forget(alive)
+        self._weak &= alive
         return out
 
     def close(self) -> None:

@@ -27,6 +27,11 @@ def iou(a: Box, b: Box) -> float:
 MOBILE_HITS = 3
 MOBILE_SPEED = 0.02
 
+# A detection below this confidence is a weak find, and a track never found above it a weak
+# track: CenterFace scatters finds of 0.1-0.2 around real faces of 20-30 px (a half-face shift,
+# a box straddling two neighbours), where the faces themselves are found at 0.45-0.65.
+WEAK_SCORE = 0.3
+
 
 @dataclass
 class Track:
@@ -38,6 +43,7 @@ class Track:
     vx: float = 0.0  # centre velocity, pixels per frame
     vy: float = 0.0
     score: float = 0.0  # the latest detection's confidence: higher when the face is seen well
+    best_score: float = 0.0  # the most confident detection of its life
     jumped: bool = False  # the latest detection was linked by distance, not overlap: maybe someone else
 
     def predicted(self, frame: int, width: int, height: int) -> Box:
@@ -151,11 +157,19 @@ class FaceTracker:
             ratio = (d[:, None, 2] - d[:, None, 0]) / np.maximum(own[None, :, 2] - own[None, :, 0], 1)
             similar = (ratio >= 0.5) & (ratio <= 2.0)  # a face turning aside narrows to about half
             linked = ((overlap >= self.min_iou) | (close <= reach[None, :])) & similar
+            # Overlaps before jumps; among them like with like: CenterFace scatters weak finds
+            # (WEAK_SCORE) around small real faces, and a track born of one of them must not take
+            # the face's own confident find from the face's track (the two tracks swapped, and
+            # the face's track, moved onto the weak find beside it, was doubted and hidden).
+            strong_d = np.array([det.score >= WEAK_SCORE for det in detections])
+            strong_t = np.array([t.best_score >= WEAK_SCORE for t in self.tracks])
+            like = strong_d[:, None] == strong_t[None, :]
             for d_index, t_index in zip(*np.nonzero(linked)):
-                pairs.append((float(overlap[d_index, t_index] - close[d_index, t_index]), int(d_index),
+                pairs.append(((bool(overlap[d_index, t_index] >= self.min_iou), bool(like[d_index, t_index]),
+                               float(overlap[d_index, t_index] - close[d_index, t_index])), int(d_index),
                               self.tracks[int(t_index)]))
         used_d, used_t = set(), set()
-        for _, d_index, track in sorted(pairs, key=lambda p: -p[0]):
+        for _, d_index, track in sorted(pairs, key=lambda p: p[0], reverse=True):
             if d_index in used_d or track.track_id in used_t:
                 continue
             used_d.add(d_index)
@@ -163,9 +177,10 @@ class FaceTracker:
             track.jumped = iou(detections[d_index].box, predicted[track.track_id]) < self.min_iou
             self._follow(track, detections[d_index].box, frame)
             track.score = detections[d_index].score
+            track.best_score = max(track.best_score, track.score)
         for d_index, det in enumerate(detections):
             if d_index not in used_d:
-                self.tracks.append(Track(self._next_id, det.box, frame, frame, score=det.score))
+                self.tracks.append(Track(self._next_id, det.box, frame, frame, score=det.score, best_score=det.score))
                 self._next_id += 1
         return list(self.tracks)
 

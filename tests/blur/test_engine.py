@@ -243,3 +243,21 @@ def test_no_track_goes_on_across_a_camera_cut():
     engine, states = redacted_after_cut(18.0)
     assert all(held[:5]) and all(held[5:10])
     assert all(states[:5]) and not any(states[5:]) and engine.cuts == 1
+
+
+def test_a_weak_track_beside_a_face_does_not_take_the_face_s_confident_find():
+    from blur.tracker import FaceTracker
+
+    # given a face found confidently for ten frames, and beside it a track of weak finds (a box
+    # shifted by a quarter of the face, as CenterFace scatters them around small faces)
+    tracker = FaceTracker(hold_frames=15, long_hold_frames=90)
+    face, lobe = Box(200, 100, 240, 150), Box(210, 100, 250, 150)
+    for i in range(10):
+        tracker.update(i, [Detection(face, 0.9), Detection(lobe, 0.15)], W, H)
+    # when the camera pans right by 12 px, so that the face's find overlaps the weak track more
+    moved, moved_lobe = Box(212, 100, 252, 150), Box(222, 100, 262, 150)
+    tracks = tracker.update(10, [Detection(moved, 0.9), Detection(moved_lobe, 0.15)], W, H)
+    # then the face's track takes the face's find, and the weak track the weak find
+    by_id = {t.track_id: t for t in tracks}
+    assert (by_id[1].box, by_id[1].score) == (moved, 0.9)
+    assert (by_id[2].box, by_id[2].score, by_id[2].best_score) == (moved_lobe, 0.15, 0.15)

@@ -310,3 +310,27 @@ def test_a_track_that_jumped_onto_another_face_is_cleared_only_on_a_confident_de
     face_policy.observe(12, textured(12), [(1, FACE, 0.6)])
     face_policy.settle()
     assert not face_policy.redact(1)
+
+
+class Scored(Scripted):
+    """Detector that sees the given (box, score) pairs on every frame."""
+
+    def detect(self, image):
+        return [Detection(b, s) for b, s in self.boxes]
+
+
+def test_a_weak_find_overlapping_a_cleared_face_is_hidden_beside_it_but_not_over_it():
+    # given a cleared face, and half a face width to its right a find that is never confident
+    # (CenterFace scatters such finds around small real faces) and that identity cannot clear
+    beside = Box(FACE.x0 + 20, FACE.y0 + 5, FACE.x1 + 20, FACE.y1 + 5)
+    too_close = Match(None, None, excluded_distance=0.62)
+    for score, face_shows in ((0.15, True), (0.9, False)):
+        engine, _ = engine_with("exclude", [Match(None, None), too_close],
+                                detector=Scored([(FACE, 0.9), (beside, score)]))
+        for image, i, _ in run(engine, 5):
+            original = textured(i)
+            # then the cleared face keeps every pixel of its box under a weak find's box, but not
+            # under a confident one's: that could be another face, whoever it is
+            assert untouched(image, FACE, original) == face_shows, (score, i)
+            # and the find's box beside the face is redacted either way
+            assert hidden(image, Box(FACE.x1, beside.y0, beside.x1, beside.y1), original), (score, i)
