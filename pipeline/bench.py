@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from capture.file import FileSource
 from capture.paced import PacedSource
 from pipeline.config import Placement, PipelineConfig
 from upload.storage import S3Location, StorageSettings, make_client
+
+log = logging.getLogger(__name__)
 
 
 def classroom_clip(seconds: float) -> bytes:
@@ -70,13 +74,15 @@ def deface_fps(clip: bytes, frames: int) -> float | None:
     return round(frames / (time.monotonic() - started), 2)
 
 
-def bench(args) -> dict:
-    from pipeline.commands import run_recording
+def bench(input_path: str | None, seconds: float, policy: str, say: Callable[[str], None] = log.info,
+          progress=None) -> dict:
+    """The figures of one clip (a file, else `seconds` of the generated classroom) under `policy`."""
+    from pipeline.run import peak_rss_mb, run_recording
     from upload.seaweed import SeaweedServer
 
-    clip = Path(args.input).read_bytes() if args.input else classroom_clip(args.seconds)
-    name = Path(args.input).name if args.input else "classroom.mp4"
-    config = PipelineConfig(policy=args.policy)
+    clip = Path(input_path).read_bytes() if input_path else classroom_clip(seconds)
+    name = Path(input_path).name if input_path else "classroom.mp4"
+    config = PipelineConfig(policy=policy)
     placement = Placement(site="bench", room="bench", station="bench")
     with SeaweedServer() as server:
         storage = StorageSettings(endpoint_url=server.endpoint, access_key=server.access_key, secret_key=server.secret_key)
@@ -84,19 +90,19 @@ def bench(args) -> dict:
         if config.policy.split(",")[0] in ("exclude", "allow"):
             enrol_eval_gallery(storage, "classcap-bench")
         location = S3Location("classcap-bench", "recordings")
-        print("live: playing the clip at its own frame rate...", file=sys.stderr)
-        live = run_recording(PacedSource(FileSource(io.BytesIO(clip), name=name)), location, placement, config, storage)
-        print("batch: the same clip as fast as it goes...", file=sys.stderr)
-        batch = run_recording(FileSource(io.BytesIO(clip), name=name), location, placement, config, storage)
+        say("live: playing the clip at its own frame rate...")
+        live = run_recording(PacedSource(FileSource(io.BytesIO(clip), name=name)), location, placement, config, storage,
+                             progress=progress, say=say)
+        say("batch: the same clip as fast as it goes...")
+        batch = run_recording(FileSource(io.BytesIO(clip), name=name), location, placement, config, storage,
+                              progress=progress, say=say)
     source = FileSource(io.BytesIO(clip), name=name)
     width, height, frames = source.info.width, source.info.height, source.info.frames or batch["frames_out"]
     source.close()
     cores = len(os.sched_getaffinity(0))
     cpu_ms = batch["cpu_seconds"] * 1000 / max(batch["frames_out"], 1)
-    from pipeline.cli import peak_rss_mb
-
     ours_rss = peak_rss_mb()  # before deface runs in this process: its memory is not ours
-    print("deface: the same clip...", file=sys.stderr)
+    say("deface: the same clip...")
     theirs = deface_fps(clip, frames)
 
     return {

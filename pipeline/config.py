@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from blur.policy import parse_policy
+from upload.admin import RETENTION_DAYS
 from upload.fragments import MIN_PART_SIZE
 
 
@@ -78,7 +79,7 @@ class PipelineConfig:
     # Batch work waits for identity, so there it keeps the normal priority.
     identity_niceness: int = 10
     detection_budget_s: float = 0.5  # live only: a slower search hides every face in the frame
-    retention_days: int = 730
+    retention_days: int = RETENTION_DAYS
     outage_give_up_s: float = 1800.0  # storage unreachable this long: the run fails (memory is all there is)
 
     def __post_init__(self) -> None:

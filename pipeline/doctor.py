@@ -1,17 +1,15 @@
-"""`classcap doctor`: every check a technician needs, each pass/fail with the fix in one sentence."""
+"""The station checks `classcap doctor` runs: each pass/fail with the fix in one sentence."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.cli import print_result
 from pipeline.config import ConfigError
 
 CLOCK_SKEW_S = 5.0
@@ -26,7 +24,7 @@ class Check:
     fix: str = ""
 
 
-def _run(name: str, fn, fix_on_error: str) -> Check:
+def run_check(name: str, fn, fix_on_error: str) -> Check:
     """A check function returns (ok, detail, fix); one that raises fails with its sentence."""
     try:
         ok, detail, fix = fn()
@@ -96,7 +94,7 @@ def storage_checks(station, bucket: str | None) -> list[Check]:
     settings = station.storage_settings()
     client = make_client(settings)
     checks = []
-    reach = _run(
+    reach = run_check(
         "storage reachable",
         lambda: (check_bucket(client, settings, bucket), (True, f"bucket {bucket} at {settings.where()}", ""))[1],
         "Check the endpoint, the network and the station's keys.",
@@ -130,8 +128,8 @@ def storage_checks(station, bucket: str | None) -> list[Check]:
             return False, "no rule expires recordings/ after two years (except keep=true)", f"Run `classcap storage init s3://{bucket}`."
         return True, f"recordings/ expire after {found[0]['Expiration']['Days']} days unless kept", ""
 
-    checks.append(_run("bucket encrypted", encryption, f"Run `classcap storage init s3://{bucket}`."))
-    checks.append(_run("retention rule", lifecycle, f"Run `classcap storage init s3://{bucket}`."))
+    checks.append(run_check("bucket encrypted", encryption, f"Run `classcap storage init s3://{bucket}`."))
+    checks.append(run_check("retention rule", lifecycle, f"Run `classcap storage init s3://{bucket}`."))
 
     probe = f"recordings/_doctor/{station.station_id or os.uname().nodename}/probe.txt"
 
@@ -143,7 +141,7 @@ def storage_checks(station, bucket: str | None) -> list[Check]:
             raise explain(err, settings, bucket, "write a probe object") from err
         return True, f"wrote {probe}", ""
 
-    wrote = _run("station can write", write_probe, "Give the station's keys PutObject on recordings/ (see `classcap storage init`).")
+    wrote = run_check("station can write", write_probe, "Give the station's keys PutObject on recordings/ (see `classcap storage init`).")
     checks.append(wrote)
 
     def cannot_read():
@@ -166,7 +164,7 @@ def storage_checks(station, bucket: str | None) -> list[Check]:
         )
 
     if wrote.ok:
-        checks.append(_run("station cannot read recordings", cannot_read, "Give the station write-only keys."))
+        checks.append(run_check("station cannot read recordings", cannot_read, "Give the station write-only keys."))
 
     def clock():
         response = client.head_bucket(Bucket=bucket)
@@ -177,7 +175,7 @@ def storage_checks(station, bucket: str | None) -> list[Check]:
         ok = abs(skew) <= CLOCK_SKEW_S
         return ok, f"station clock {skew:+.1f} s from the storage server's", "Turn on NTP: `timedatectl set-ntp true`."
 
-    checks.append(_run("clock", clock, "Turn on NTP: `timedatectl set-ntp true`."))
+    checks.append(run_check("clock", clock, "Turn on NTP: `timedatectl set-ntp true`."))
     return checks
 
 
@@ -244,35 +242,3 @@ def check_no_local_dir(station):
     if suspicious:
         return False, f"environment sets {', '.join(suspicious)}", "Remove them: recordings never go to a local directory."
     return True, "recordings go only to storage; no recording directory is configured", ""
-
-
-def doctor(args) -> int:
-    from pipeline.station import load_station
-
-    path = args.config or os.environ.get("CLASSCAP_STATION_CONFIG")
-    checks: list[Check] = [_run("models", check_models, "Run `make setup`.")]
-    try:
-        station = load_station(path)
-    except ConfigError as err:
-        checks.append(Check("station config", False, str(err), "Fix station.toml as the sentence says."))
-        station = None
-    if station is not None:
-        checks.append(_run("station config", lambda: check_config(station), "Fix station.toml."))
-        checks.append(_run("camera", lambda: check_camera(station),
-                           "Attach the approved camera (`classcap cameras list`), or approve this one."))
-        bucket = os.environ.get("CLASSCAP_BUCKET") or station.bucket
-        checks.extend(storage_checks(station, bucket))
-        checks.append(_run("no local recording directory", lambda: check_no_local_dir(station), "Remove it."))
-    if not args.skip_speed:
-        checks.append(_run("speed", check_speed, "See `classcap bench`."))
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        mark = "PASS" if c.ok else "FAIL"
-        line = f"{mark}  {c.name:<{width}}  {c.detail}"
-        print(line if c.ok else f"{line}\n      {'':<{width}}  fix: {c.fix}", file=sys.stdout if not args.json else sys.stderr)
-    failed = [c for c in checks if not c.ok]
-    summary = f"{len(checks) - len(failed)} of {len(checks)} checks passed"
-    print(summary, file=sys.stdout if not args.json else sys.stderr)
-    if args.json:
-        print_result([asdict(c) for c in checks])
-    return 1 if failed else 0

@@ -8,7 +8,9 @@ and the metrics server the station asks for.
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from capture.alsa import AlsaMicrophone, WithMicrophone
@@ -16,8 +18,11 @@ from capture.paced import PacedSource
 from capture.reconnect import ReconnectingSource
 from capture.registry import ApprovedCameras
 from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline.run import run_recording
 from pipeline.station import StationConfig
 from upload.storage import S3Location, StorageSettings
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SOURCE = "generated:classroom"
 SYSFS_ROOT = os.environ.get("CLASSCAP_SYSFS", "/sys")  # another root only for tests on recorded sysfs trees
@@ -158,13 +163,13 @@ def open_live_source(plan: LivePlan):
     return source
 
 
-def run_live(plan: LivePlan, notice_confirmed_at: str, live_control, on_redacted=None) -> dict:
-    """Record the plan until `live_control` finishes it; returns the recording's JSON summary."""
-    from pipeline.commands import run_recording  # until the recording runtime leaves the commands
-
+def run_live(plan: LivePlan, notice_confirmed_at: str, live_control, on_redacted=None, progress=None,
+             say: Callable[[str], None] = log.warning) -> dict:
+    """Record the plan until `live_control` finishes it; returns the recording's JSON summary.
+    `progress` and `say` are `run_recording`'s."""
     source = open_live_source(plan)
     placement = replace(plan.placement, notice_confirmed_at=notice_confirmed_at)
     return run_recording(
         source, plan.location, placement, plan.config, plan.storage, live_control=live_control,
-        metrics_port=plan.metrics_port, on_redacted=on_redacted,
+        metrics_port=plan.metrics_port, on_redacted=on_redacted, progress=progress, say=say,
     )

@@ -1,4 +1,4 @@
-"""`classcap reblur`: re-blur retained recordings when the exclusion gallery changes.
+"""Re-blur retained recordings when the exclusion gallery changes (`classcap reblur` runs it).
 
 Each recording is one task, run the same way by the local process pool and by Ray:
 
@@ -18,14 +18,12 @@ Re-blurring only adds redaction: the stored video was already blurred; raw foota
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.recording import sentence as _sentence
+from pipeline.recording import sentence as _sentence, utc_stamp
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +41,7 @@ class ReblurTask:
     force: bool = False
     index: int = 0
     total: int = 1
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    say: object = None  # progress lines go to say(line), else to the log; a module-level function (pickled by name)
 
 
 def find_recordings(client, settings, bucket: str, prefix: str) -> list[str]:
@@ -122,7 +117,7 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
         now = time.monotonic()
         if now - _last[0] >= 2:
             _last[0] = now
-            print(f"  {label}: {counters.frames_out}/{expected} frames re-blurred", file=sys.stderr, flush=True)
+            (task.say or log.info)(f"  {label}: {counters.frames_out}/{expected} frames re-blurred")
 
     recording = Recording(
         source, engine, client, settings, S3Location(bucket, ""), placement, config, hashes,
@@ -143,7 +138,7 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
     updated = {k: v for k, v in manifest.items() if k != "schema"}
     history = list(updated.get("reblurred_from") or [])
     history.append({
-        "at": _now(),
+        "at": utc_stamp(),
         "sha256": video.get("sha256"),
         "bytes": video.get("bytes"),
         "gallery_version": manifest.get("gallery_version"),
@@ -285,67 +280,3 @@ def run_ray(tasks: list[ReblurTask], address: str | None, retries: int, on_done)
     finally:
         if started_here:
             ray.shutdown()
-
-
-# -- the command
-
-
-def reblur_command(args) -> int:
-    import os
-
-    from pipeline.cli import print_result
-    from pipeline.config import ConfigError
-    from pipeline.engine_factory import load_gallery
-    from pipeline.station import load_station
-    from upload.manifest import get_manifest
-    from upload.storage import check_bucket, make_client, parse_s3_url
-
-    location = parse_s3_url(args.prefix_url)
-    station = load_station(getattr(args, "config", None))
-    settings = station.storage_settings()
-    client = make_client(settings)
-    check_bucket(client, settings, location.bucket)
-    workers = args.workers or os.cpu_count() or 1
-    if workers < 1:
-        raise ConfigError("--workers must be at least 1.")
-    gallery = load_gallery(client, settings, location.bucket)
-    prefix = (location.prefix + "/") if location.prefix else ""
-    started = time.monotonic()
-    keys = find_recordings(client, settings, location.bucket, prefix)
-    todo, rows = [], []
-    for key in keys:
-        manifest = get_manifest(client, location.bucket, key)
-        stranded = (manifest.get("video") or {}).get("key", "").endswith("/" + NEXT)
-        if not args.force and not stranded and manifest.get("gallery_version") == gallery.version:
-            rows.append({"recording_id": manifest.get("recording_id"), "status": "skipped",
-                         "reason": "already blurred with the current gallery", "frames": 0, "faces_redacted": 0})
-        else:
-            todo.append(key)
-    print(f"{len(keys)} recordings under {location}: {len(todo)} to re-blur with gallery {gallery.version}, "
-          f"{len(rows)} already current; engine {args.engine}, {workers if args.engine == 'local' else 'cluster'} workers",
-          file=sys.stderr, flush=True)
-    tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo)) for i, key in enumerate(todo)]
-
-    def on_done(row, done, total):
-        what = row["status"] if row["status"] != "failed" else f"FAILED: {row.get('reason')}"
-        print(f"[{done}/{total} clips] {row['recording_id']}: {what}", file=sys.stderr, flush=True)
-
-    if args.engine == "ray":
-        results = run_ray(tasks, args.address or os.environ.get("RAY_ADDRESS"), args.retries, on_done) if tasks else []
-    else:
-        results = run_local(tasks, min(workers, max(1, len(tasks))), args.retries, on_done) if tasks else []
-    rows.extend(results)
-    seconds = time.monotonic() - started
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("reblurred", "skipped", "failed")}
-    frames = sum(r.get("frames", 0) for r in rows if r["status"] == "reblurred")
-    print(f"{'RECORDING':<28} {'STATUS':<10} {'FRAMES':>7} {'FACES':>7}  REASON")
-    for r in rows:
-        print(f"{r['recording_id'] or '?':<28} {r['status']:<10} {r.get('frames', 0):>7} {r.get('faces_redacted', 0):>7}  {r.get('reason', '')}")
-    print(f"re-blurred {counts['reblurred']}, skipped {counts['skipped']}, failed {counts['failed']}; "
-          f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
-    print_result({
-        **counts, "frames": frames, "fps": round(frames / max(seconds, 1e-9), 2), "seconds": round(seconds, 1),
-        "faces_redacted": sum(r.get("faces_redacted", 0) for r in rows), "gallery_version": gallery.version,
-        "engine": args.engine, "workers": workers, "recordings": rows,
-    })
-    return 1 if counts["failed"] else 0

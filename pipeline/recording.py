@@ -314,8 +314,8 @@ class Recording:
             "station": self.placement.station,
             "camera_id": self.info.source_id,
             "staff_id": self.placement.staff_id,
-            "started_at": _iso(self.started),
-            "ended_at": _iso(ended) if ended else None,
+            "started_at": utc_stamp(self.started),
+            "ended_at": utc_stamp(ended) if ended else None,
             "notice_confirmed_at": self.placement.notice_confirmed_at,
             "policy": self.config.policy,
             "audio": self.config.audio if self.info.audio_rate is not None else "none",
@@ -365,8 +365,9 @@ class Recording:
             log.error("could not record the failure in the manifest: %s", err)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def utc_stamp(moment: datetime | None = None) -> str:
+    """A moment (default now) as the manifests write it: UTC, microseconds, a Z."""
+    return (moment or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def sentence(err: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""`classcap station serve`: the teacher's page, on loopback.
+"""The teacher's page, on loopback (`classcap station serve` runs it).
 
 Pick the policy, confirm the notice, start and stop; see a preview of the *redacted* output
 (frames taken after the privacy stage, never from the camera), the elapsed time, and the upload's
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,7 +19,7 @@ import cv2
 
 from pipeline.config import ConfigError
 from pipeline.live import bucket_for
-from pipeline.station import NOTICE, StationConfig, load_station
+from pipeline.station import NOTICE, StationConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,10 @@ PREVIEW_WIDTH = 1280  # the page shows it at half size; loopback has the bandwid
 class StationController:
     """Owns at most one recording thread: starts it, stops it, reports its state and errors."""
 
-    def __init__(self, station: StationConfig, source_uri: str | None = None, bucket: str | None = None):
+    def __init__(self, station: StationConfig, source_uri: str | None = None, bucket: str | None = None,
+                 say=log.warning, progress=None):
         self.station = station
+        self._say, self._progress = say, progress  # for the recordings, as run_recording takes them
         self.source_uri = source_uri or station.source
         self.bucket = bucket_for(station, bucket)
         self._lock = threading.Lock()
@@ -83,15 +84,15 @@ class StationController:
 
     # -- the recording thread
     def _record(self) -> None:
-        from datetime import datetime, timezone
-
         from pipeline.live import LiveRequest, plan_live, run_live
+        from pipeline.recording import utc_stamp
 
         try:
             # the same recording `classcap record` makes: camera, microphone, buffer, metrics
             plan = plan_live(self.station, LiveRequest(policy=self.policy, source=self.source_uri, bucket=self.bucket))
-            notice_at = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-            self.last_result = run_live(plan, notice_at, live_control=self._control, on_redacted=self._keep_preview)
+            notice_at = utc_stamp()
+            self.last_result = run_live(plan, notice_at, live_control=self._control, on_redacted=self._keep_preview,
+                                        progress=self._progress, say=self._say)
         except Exception as err:  # shown on the page as a sentence
             log.exception("the recording failed")
             self.error = _teacher_sentence(err)
@@ -297,32 +298,19 @@ def make_handler(controller: StationController):
     return Handler
 
 
-def station_serve(args) -> int:
-    from pipeline.cli import print_result
-
-    station = load_station(args.config)
-    controller = StationController(station, source_uri=args.source, bucket=args.bucket)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(controller))
+def serve(controller: StationController, port: int) -> ThreadingHTTPServer:
+    """The page's server on 127.0.0.1:port (0: any free port), serving on its own thread."""
+    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(controller))
     server.daemon_threads = True
-    url = f"http://127.0.0.1:{server.server_port}/"
-    print(f"station page on {url} (Ctrl-C to stop)", file=sys.stderr, flush=True)
-    print_result({"url": url})
     serving = threading.Thread(target=server.serve_forever, name="station-page", daemon=True)
     serving.start()
-    import signal
+    server.serving_thread = serving
+    return server
 
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not stop.wait(0.5):
-            pass
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        print("stopping: finishing any recording's upload...", file=sys.stderr, flush=True)
-        controller.close()
-        server.shutdown()
-        server.server_close()
-        serving.join(timeout=5)
-    return 0
+
+def shut_down(controller: StationController, server: ThreadingHTTPServer) -> None:
+    """Finish any recording (its upload included), then stop serving."""
+    controller.close()
+    server.shutdown()
+    server.server_close()
+    server.serving_thread.join(timeout=5)

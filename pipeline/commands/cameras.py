@@ -11,7 +11,7 @@ from pathlib import Path
 
 from capture.errors import CaptureError
 from capture.registry import ApprovedCameras, parse_camera_id
-from pipeline.cli import print_result
+from pipeline.commands.common import config_option, print_result
 from pipeline.config import ConfigError
 from pipeline.live import SYSFS_ROOT
 from pipeline.station import load_station, save_approved_cameras
@@ -90,3 +90,18 @@ def cameras_revoke(args) -> int:
     print(f"revoked {gone}: it can no longer record at this station.")
     print_result({"approved": kept, "config": str(path)})
     return 0
+
+
+def add_parser(commands) -> None:
+    cameras = commands.add_parser("cameras", help="which cameras are attached and which are approved school cameras")
+    cameras_cmds = cameras.add_subparsers(dest="cameras_command", required=True, metavar="ACTION")
+    cam_list = cameras_cmds.add_parser("list", help="attached USB cameras and the approved registry")
+    cam_list.set_defaults(run=cameras_list)
+    approve = cameras_cmds.add_parser("approve", help="approve a school-issued camera")
+    approve.set_defaults(run=cameras_approve)
+    revoke = cameras_cmds.add_parser("revoke", help="withdraw a camera's approval")
+    revoke.set_defaults(run=cameras_revoke)
+    for sub in (approve, revoke):
+        sub.add_argument("camera", help="usb:VID:PID[:SERIAL], /dev/videoN, or ip:HOST[@MAC]")
+    for sub in (cam_list, approve, revoke):
+        config_option(sub)

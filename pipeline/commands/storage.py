@@ -1,15 +1,17 @@
-"""`classcap storage init | recover | verify | keep | delete`: the technician's side of storage."""
+"""`classcap storage serve | init | recover | verify | keep | delete`: the technician's side of storage."""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
+import time
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.cli import print_result
+from pipeline.commands.common import config_option, print_result, say
 from pipeline.config import ConfigError
+from pipeline.run import sigterm_as_interrupt
 from pipeline.station import load_station
 from upload import admin
 from upload.storage import check_bucket, explain, make_client, parse_s3_url
@@ -28,10 +30,6 @@ def _bucket(args, station) -> str:
     return bucket
 
 
-def _say(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 def storage_init(args) -> int:
     location = parse_s3_url(args.bucket_url)
     settings, client, _ = _storage(args)
@@ -46,7 +44,7 @@ def storage_init(args) -> int:
             code = err.response.get("Error", {}).get("Code", "")
             if unsupported_ok and code in ("NotImplemented", "NotImplementedError"):
                 steps[name] = "not supported by this server"
-                _say(f"  {name}: this storage server does not support it; make sure the bucket is not public another way.")
+                say(f"  {name}: this storage server does not support it; make sure the bucket is not public another way.")
                 return
             raise explain(err, settings, bucket, f"set up {name}") from err
         except BotoCoreError as err:
@@ -74,7 +72,7 @@ def storage_init(args) -> int:
         print("apply it with --apply-policy, or through your storage's console:")
         print(json.dumps(policy, indent=2))
     for name, state in steps.items():
-        _say(f"  {name}: {state}")
+        say(f"  {name}: {state}")
     print_result({"bucket": bucket, "steps": steps, "policy_applied": bool(args.apply_policy)})
     return 0
 
@@ -84,7 +82,7 @@ def storage_recover(args) -> int:
     settings, client, _ = _storage(args)
     check_bucket(client, settings, location.bucket)
     prefix = (location.prefix + "/") if location.prefix else ""
-    results = admin.recover(client, settings, location.bucket, prefix, progress=_say)
+    results = admin.recover(client, settings, location.bucket, prefix, progress=say)
     if not results:
         print(f"No interrupted uploads under {location}.")
     for r in results:
@@ -132,10 +130,38 @@ def storage_delete(args) -> int:
     return 0
 
 
-def add_parsers(storage_cmds) -> None:
+def storage_serve(args) -> int:
+    from upload.seaweed import SeaweedServer
+
+    with SeaweedServer(data_dir=args.dir, port=args.port) as server:
+        client = server.client()
+        for bucket in args.bucket:
+            client.create_bucket(Bucket=bucket)
+        print("SeaweedFS S3 is listening on loopback; stop it with Ctrl-C. Point classcap at it with:")
+        for name, value in server.env().items():
+            print(f"export {name}={value}")
+        print_result({"endpoint": server.endpoint, "access_key": server.access_key, "buckets": args.bucket})
+        try:
+            with sigterm_as_interrupt():
+                while server.running():
+                    time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def add_parser(commands) -> None:
+    storage = commands.add_parser("storage", help="storage set-up and recovery")
+    storage_cmds = storage.add_subparsers(dest="storage_command", required=True, metavar="ACTION")
+    serve = storage_cmds.add_parser("serve", help="run an embedded SeaweedFS S3 server on loopback")
+    serve.add_argument("--dir", help="data directory (default: a temporary one, removed on exit)")
+    serve.add_argument("--port", type=int, help="S3 port (default: a free one)")
+    serve.add_argument("--bucket", action="append", default=[], help="bucket to create at start (repeatable)")
+    serve.set_defaults(run=storage_serve)
+
     init = storage_cmds.add_parser("init", help="set a bucket up the way the school's policy needs")
     init.add_argument("bucket_url", metavar="s3://BUCKET")
-    init.add_argument("--retention-days", type=int, default=admin.RETENTION_DAYS, help="days before recordings expire (default 730)")
+    init.add_argument("--retention-days", type=int, default=admin.RETENTION_DAYS, help=f"days before recordings expire (default {admin.RETENTION_DAYS})")
     init.add_argument("--apply-policy", action="store_true", help="apply the station bucket policy (else it is printed)")
     init.add_argument("--station-principal", default="arn:aws:iam::ACCOUNT:role/classcap-station",
                       help="the stations' role or user in the bucket policy")
@@ -160,4 +186,4 @@ def add_parsers(storage_cmds) -> None:
         sub.set_defaults(run=run)
     for sub in storage_cmds.choices.values():
         if sub.get_default("run") is not None and not any(a.dest == "config" for a in sub._actions):
-            sub.add_argument("--config", help="station config (default: $CLASSCAP_STATION_CONFIG)")
+            config_option(sub)

@@ -15,7 +15,7 @@ import numpy as np
 
 from blur.centerface import CenterFaceDetector
 from blur.models import model_path
-from pipeline.cli import print_result
+from pipeline.commands.common import print_result
 from pipeline.config import ConfigError
 from pipeline.engine_factory import STRONG_MODEL, load_gallery
 from upload.gallery_store import check_person_id, delete_person, put_person
@@ -114,3 +114,20 @@ def gallery_remove(args) -> int:
     print(f"{person_id} removed from the gallery; recordings made before keep their redaction.")
     print_result({"person_id": person_id, "removed": True, "gallery_version": gallery.version})
     return 0
+
+
+def add_parser(commands) -> None:
+    gallery = commands.add_parser("gallery", help="the exclusion gallery (embeddings under pseudonymous ids)")
+    gallery_cmds = gallery.add_subparsers(dest="gallery_command", required=True, metavar="ACTION")
+    add = gallery_cmds.add_parser("add", help="enrol a person from one or more photos (the photos are not kept)")
+    add.add_argument("--id", required=True, help="pseudonymous id (never a name)")
+    add.add_argument("--role", required=True, choices=("excluded", "staff"))
+    add.add_argument("images", nargs="+", metavar="IMAGE")
+    add.set_defaults(run=gallery_add)
+    listing = gallery_cmds.add_parser("list", help="who is in the gallery")
+    listing.set_defaults(run=gallery_list)
+    remove = gallery_cmds.add_parser("remove", help="take a person out of the gallery")
+    remove.add_argument("--id", required=True)
+    remove.set_defaults(run=gallery_remove)
+    for sub in (add, listing, remove):
+        sub.add_argument("--bucket", help="bucket whose gallery to use (default: $CLASSCAP_BUCKET)")

@@ -1,0 +1,77 @@
+"""`classcap reblur s3://BUCKET/PREFIX`: re-blur retained recordings with the current gallery."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pipeline.commands.common import config_option, print_result, say
+from pipeline.config import ConfigError
+from pipeline.engine_factory import load_gallery
+from pipeline.reblur import NEXT, ReblurTask, find_recordings, run_local, run_ray
+from pipeline.station import load_station
+from upload.manifest import get_manifest
+from upload.storage import check_bucket, make_client, parse_s3_url
+
+
+def add_parser(commands) -> None:
+    reblur = commands.add_parser("reblur", help="re-blur retained recordings with the current exclusion gallery")
+    reblur.add_argument("prefix_url", metavar="s3://BUCKET/PREFIX")
+    reblur.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool (default) or a Ray cluster")
+    reblur.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    reblur.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
+    reblur.add_argument("--force", action="store_true", help="re-blur recordings already blurred with the current gallery")
+    reblur.add_argument("--retries", type=int, default=1, help="times a failed clip is tried again (default 1)")
+    config_option(reblur)
+    reblur.set_defaults(run=reblur_command)
+
+
+def reblur_command(args) -> int:
+    location = parse_s3_url(args.prefix_url)
+    station = load_station(getattr(args, "config", None))
+    settings = station.storage_settings()
+    client = make_client(settings)
+    check_bucket(client, settings, location.bucket)
+    workers = args.workers or os.cpu_count() or 1
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1.")
+    gallery = load_gallery(client, settings, location.bucket)
+    prefix = (location.prefix + "/") if location.prefix else ""
+    started = time.monotonic()
+    keys = find_recordings(client, settings, location.bucket, prefix)
+    todo, rows = [], []
+    for key in keys:
+        manifest = get_manifest(client, location.bucket, key)
+        stranded = (manifest.get("video") or {}).get("key", "").endswith("/" + NEXT)
+        if not args.force and not stranded and manifest.get("gallery_version") == gallery.version:
+            rows.append({"recording_id": manifest.get("recording_id"), "status": "skipped",
+                         "reason": "already blurred with the current gallery", "frames": 0, "faces_redacted": 0})
+        else:
+            todo.append(key)
+    say(f"{len(keys)} recordings under {location}: {len(todo)} to re-blur with gallery {gallery.version}, "
+        f"{len(rows)} already current; engine {args.engine}, {workers if args.engine == 'local' else 'cluster'} workers")
+    tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo), say) for i, key in enumerate(todo)]
+
+    def on_done(row, done, total):
+        what = row["status"] if row["status"] != "failed" else f"FAILED: {row.get('reason')}"
+        say(f"[{done}/{total} clips] {row['recording_id']}: {what}")
+
+    if args.engine == "ray":
+        results = run_ray(tasks, args.address or os.environ.get("RAY_ADDRESS"), args.retries, on_done) if tasks else []
+    else:
+        results = run_local(tasks, min(workers, max(1, len(tasks))), args.retries, on_done) if tasks else []
+    rows.extend(results)
+    seconds = time.monotonic() - started
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("reblurred", "skipped", "failed")}
+    frames = sum(r.get("frames", 0) for r in rows if r["status"] == "reblurred")
+    print(f"{'RECORDING':<28} {'STATUS':<10} {'FRAMES':>7} {'FACES':>7}  REASON")
+    for r in rows:
+        print(f"{r['recording_id'] or '?':<28} {r['status']:<10} {r.get('frames', 0):>7} {r.get('faces_redacted', 0):>7}  {r.get('reason', '')}")
+    print(f"re-blurred {counts['reblurred']}, skipped {counts['skipped']}, failed {counts['failed']}; "
+          f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
+    print_result({
+        **counts, "frames": frames, "fps": round(frames / max(seconds, 1e-9), 2), "seconds": round(seconds, 1),
+        "faces_redacted": sum(r.get("faces_redacted", 0) for r in rows), "gallery_version": gallery.version,
+        "engine": args.engine, "workers": workers, "recordings": rows,
+    })
+    return 1 if counts["failed"] else 0
