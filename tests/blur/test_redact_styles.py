@@ -64,9 +64,17 @@ def test_redacted_faces_are_not_recognised(style, shown, embedder):
 
 
 @pytest.mark.parametrize("style", sorted(REDACTORS))
-def test_styles_work_in_place_on_any_region(style):
-    image = np.random.default_rng(1).integers(0, 255, (90, 160, 3), dtype=np.uint8)
-    for box in (Box(10, 10, 11, 11), Box(0, 0, 160, 90), Box(150, 80, 160, 90), Box(5, 5, 5, 9)):
-        before = image.copy()
-        REDACTORS[style](image, box)
-        assert image.shape == before.shape and image.dtype == np.uint8
+def test_styles_work_in_place_on_any_region_and_only_there(style):
+    # a one-pixel box, the whole frame, a corner at the frame's edge, an empty box, a sliver
+    original = np.random.default_rng(1).integers(0, 255, (90, 160, 3), dtype=np.uint8)
+    for box in (Box(10, 10, 11, 11), Box(0, 0, 160, 90), Box(150, 80, 160, 90), Box(5, 5, 5, 9), Box(40, 20, 43, 70)):
+        image = original.copy()
+        assert REDACTORS[style](image, box) is None  # in place
+        assert image.shape == original.shape and image.dtype == np.uint8
+        outside = np.ones(image.shape[:2], bool)
+        outside[box.y0 : box.y1, box.x0 : box.x1] = False
+        assert np.array_equal(image[outside], original[outside]), (style, box)
+        inside, before = image[box.y0 : box.y1, box.x0 : box.x1], original[box.y0 : box.y1, box.x0 : box.x1]
+        if box.width >= 8 and box.height >= 8:  # room for detail: none of it is left
+            detail = lambda patch: float(np.abs(np.diff(patch.astype(np.int16), axis=1)).mean())
+            assert detail(inside) < 0.2 * detail(before), (style, box)
