@@ -19,6 +19,7 @@ from pipeline.config import ConfigError
 from upload.errors import UploadError
 
 EXPECTED_ERRORS = (CaptureError, PrivacyError, UploadError, ConfigError)
+OUR_PACKAGES = ("capture", "blur", "upload", "pipeline", "fixtures")
 
 # in the order `classcap --help` lists them
 COMMANDS = (demo, process, record, reblur, doctor, station, cameras, storage, gallery, evaluation, bench, models)
@@ -34,7 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(JsonLines())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, handlers=[handler])
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    if args.verbose:  # what our stages do; the libraries' own debug (every S3 request in full) stays out
+        for package in OUR_PACKAGES:
+            logging.getLogger(package).setLevel(logging.DEBUG)
     try:
         return args.run(args) or 0
     except EXPECTED_ERRORS as err:

@@ -156,6 +156,9 @@ class Recording:
         from pipeline.metrics import LOG_CONTEXT
 
         LOG_CONTEXT.update(station=self.placement.station, recording_id=self.recording_id)
+        info = self.source.info
+        log.debug("recording %s: %s, %dx%d, into s3://%s/%s, policy %s, gallery %s", self.recording_id, info.source_id,
+                  info.width, info.height, self.location.bucket, self.video_key, self.config.policy, self.gallery_version)
         upload = MultipartUpload(self.client, self.storage, self.location.bucket, self.video_key, self.tags, self.retrier)
         try:
             if self.write_manifests:
@@ -174,6 +177,8 @@ class Recording:
             self.source.close()
             self.engine.close()
         manifest = self._write_manifest("complete", upload=upload) if self.write_manifests else self.manifest("complete", upload=upload)
+        log.debug("recording %s finished: %d frames in, %d out, %d dropped, %d fail-closed", self.recording_id,
+                  manifest["frames_in"], manifest["frames_out"], manifest["dropped_frames"], manifest["fail_closed_frames"])
         return RecordingResult(self.recording_id, self.location.bucket, self.video_key, self.manifest_key, manifest)
 
     def _stream(self, upload: MultipartUpload) -> None:

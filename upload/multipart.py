@@ -73,6 +73,7 @@ class MultipartUpload:
         self._etags[part.number] = response["ETag"]
         self.bytes_sent += len(part.data)
         self._sha256.update(part.data)
+        log.debug("part %d of %s uploaded (%d bytes, %d in all)", part.number, self.key, len(part.data), self.bytes_sent)
 
     def complete(self) -> None:
         parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(self._etags.items())]
@@ -85,6 +86,7 @@ class MultipartUpload:
                 UploadId=self.upload_id,
                 MultipartUpload={"Parts": parts},
             )
+            log.debug("upload of %s completed from %d parts", self.key, len(parts))
         except UploadError as err:
             # A retried completion whose first try did land (only the answer was lost) finds the
             # upload gone: the object being there, at its full size, is the success it missed.

@@ -1,6 +1,7 @@
 """While recording: Prometheus metrics on loopback, and JSON-line logs naming station and recording."""
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -51,3 +52,28 @@ def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_
     for entry in logs:
         assert entry["station"] == "st-4" and entry["recording_id"] == result["recording_id"]
         assert {"time", "level", "logger", "event"} <= set(entry)
+
+
+def test_verbose_logs_say_what_our_stages_did_and_name_no_student(classcap, seaweed, classroom_clip, bucket):
+    from fixtures.faces import default_cache_dir, load_faces
+
+    load_faces()
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    enrolled = classcap("gallery", "add", "--id", "s-0099", "--role", "excluded", default_cache_dir() / "biden.jpg", env=env)
+    assert enrolled.returncode == 0, enrolled.stderr
+    # the most a technician can ask for: every debug line, as JSON, of a recording under exclude
+    run = classcap("-v", "--log-json", "process", classroom_clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env)
+    assert run.returncode == 0, run.stderr
+    logs = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    events = [e["event"] for e in logs]
+    # what the stages did: the recording's start and end, each part uploaded
+    assert any(e.startswith(f"recording {run.result['recording_id']}: file:") for e in events), events
+    assert any("finished: 90 frames in, 90 out" in e for e in events), events
+    assert any(e.startswith("part 1 of ") for e in events), events
+    for entry in logs:
+        assert set(entry) <= {"time", "level", "logger", "event", "station", "recording_id", "error"}, entry
+        # not the libraries' own debug, which writes out every request to storage in full
+        assert entry["logger"].split(".")[0] in ("capture", "blur", "upload", "pipeline", "fixtures"), entry
+    # and nothing of the student: not the gallery's id, not an embedding or a list of face boxes
+    assert "s-0099" not in run.stderr + run.stdout
+    assert not re.search(r"(-?\d+(\.\d+)?[,\s]+){16,}", run.stderr)
