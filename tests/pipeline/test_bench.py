@@ -5,6 +5,8 @@ import subprocess
 import pytest
 from conftest import CLASSCAP, Run, clean_env
 
+pytestmark = pytest.mark.slow  # one bench run (two recordings and deface) for the module
+
 KEYS = {"live_fps", "dropped_frames", "latency_p50_ms", "latency_p99_ms", "batch_fps", "peak_rss_mb", "width", "height", "policy"}
 
 

@@ -1,8 +1,11 @@
 """`classcap eval`: the privacy figures on generated clips, held to the targets DESIGN.md sets."""
 
+import pytest
+
 KEYS = {"leak_frames", "leak_rate", "visible_rate", "staff_visible_rate", "fail_closed_frames", "fps"}
 
 
+@pytest.mark.slow
 def test_eval_on_the_easy_suite_meets_the_privacy_targets(classcap):
     run = classcap("eval", "--suite", "easy", "--max-frames", "45", timeout=900)
     assert run.returncode == 0, run.stderr
@@ -23,6 +26,7 @@ def test_eval_refuses_an_unknown_suite(classcap):
     assert run.returncode != 0 and "no evaluation suite" in run.stderr.lower()
 
 
+@pytest.mark.slow
 def test_eval_on_a_slice_of_the_real_photograph_suite_hides_the_excluded_and_shows_the_class(classcap):
     # 70 frames of each of the three clips: a class of 30-45 real faces, two excluded students
     # enrolled from photographs the clips never show, the first camera cut in some of them

@@ -6,6 +6,7 @@ import json
 import av
 import cv2
 import numpy as np
+import pytest
 
 from conftest import storage_env
 from fixtures.faces import default_cache_dir, load_faces
@@ -21,6 +22,7 @@ def manifest_of(s3, bucket, run):
     return json.loads(s3.get_object(Bucket=bucket, Key=run.result["manifest_key"])["Body"].read())
 
 
+@pytest.mark.slow
 def test_add_list_remove_and_refusals(classcap, seaweed, bucket, s3, tmp_path):
     env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
     add = classcap("gallery", "add", "--id", "s-0042", "--role", "excluded", photo("biden.jpg"), env=env)
@@ -54,6 +56,7 @@ def test_add_list_remove_and_refusals(classcap, seaweed, bucket, s3, tmp_path):
     assert again.returncode != 0 and "not in the gallery" in again.stderr
 
 
+@pytest.mark.slow
 def test_a_gallery_change_changes_the_manifests_gallery_version(classcap, seaweed, classroom_clip, bucket, s3):
     env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
     before = classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", env=env)

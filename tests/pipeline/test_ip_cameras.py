@@ -44,6 +44,7 @@ def frame_times(s3, bucket, key):
         return [f.time for f in container.decode(video=0)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("server_class", [RtspServer, MjpegServer], ids=["rtsp", "http-mjpeg"])
 def test_a_camera_server_killed_and_restarted_mid_recording_gives_one_playable_object_with_the_gap(
     server_class, seaweed, bucket, s3, tmp_path
@@ -87,6 +88,7 @@ def test_a_camera_server_killed_and_restarted_mid_recording_gives_one_playable_o
     assert sum(1 for t in times if t > times[jumps.index(max(jumps)) + 1] - 1e-9) > 30, "frames after the camera returned"
 
 
+@pytest.mark.slow
 def test_a_camera_that_never_returns_ends_the_recording_cleanly(seaweed, bucket, s3, tmp_path):
     with MjpegServer() as camera:
         config = station_config(tmp_path, bucket, camera.url, give_up_s=4)

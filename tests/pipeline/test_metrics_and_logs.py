@@ -6,10 +6,13 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from conftest import CLASSCAP, metric, metrics_url, read_metrics, storage_env
 from fixtures.camera_servers import MjpegServer
 
 
+@pytest.mark.slow
 def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_data(seaweed, bucket, s3, tmp_path):
     with MjpegServer() as camera:
         config = tmp_path / "station.toml"
@@ -54,6 +57,7 @@ def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_
         assert {"time", "level", "logger", "event"} <= set(entry)
 
 
+@pytest.mark.slow
 def test_verbose_logs_say_what_our_stages_did_and_name_no_student(classcap, seaweed, classroom_clip, bucket):
     from fixtures.faces import default_cache_dir, load_faces
 

@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 WRITE_FLAGS = re.compile(r"O_WRONLY|O_RDWR|O_CREAT|O_TRUNC|O_APPEND")
 OPEN_CALL = re.compile(r'^\d+\s+(?P<call>openat2?|open|creat)\((?:AT_FDCWD|\d+), "(?P<path>[^"]*)"(?P<rest>.*)$|^\d+\s+(?P<call2>open|creat)\("(?P<path2>[^"]*)"(?P<rest2>.*)$')
 ALLOWED_ROOTS = ("/dev/", "/proc/", "/sys/")
@@ -46,6 +48,7 @@ def test_the_trace_check_catches_a_write(tmp_path):
     assert [line for line in write_opens(trace) if str(target) in line]
 
 
+@pytest.mark.slow
 def test_process_opens_no_local_file_for_writing(seaweed, classcap, classroom_clip, bucket, tmp_path):
     from conftest import CLASSCAP, storage_env
     from fixtures.faces import default_cache_dir, load_faces
@@ -64,6 +67,7 @@ def test_process_opens_no_local_file_for_writing(seaweed, classcap, classroom_cl
     assert write_opens(trace) == []
 
 
+@pytest.mark.slow
 def test_a_live_recording_through_a_storage_outage_opens_no_local_file_for_writing(seaweed, bucket, s3, tmp_path):
     """While storage is down the video waits in memory, never on disk."""
     import threading
@@ -102,6 +106,7 @@ def test_a_live_recording_through_a_storage_outage_opens_no_local_file_for_writi
     assert write_opens(trace) == []
 
 
+@pytest.mark.slow
 def test_reblur_opens_no_local_file_for_writing(seaweed, classcap, classroom_clip, bucket, tmp_path):
     """Re-blurring streams the stored video from storage and back, through worker processes."""
     from conftest import CLASSCAP, storage_env

@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import av
+import pytest
 
 from conftest import CLASSCAP, storage_env
 from faultproxy import FaultProxy
@@ -22,6 +23,7 @@ def parts_uploaded(s3, bucket) -> int:
     return len(s3.list_parts(Bucket=bucket, Key=u["Key"], UploadId=u["UploadId"]).get("Parts", []))
 
 
+@pytest.mark.slow
 def test_storage_cut_for_a_minute_mid_recording_loses_no_frame(seaweed, bucket, s3):
     with FaultProxy(seaweed.port) as proxy:
         env = storage_env(seaweed, AWS_ENDPOINT_URL=proxy.endpoint, CLASSCAP_BUCKET=bucket)
@@ -64,6 +66,7 @@ def test_storage_cut_for_a_minute_mid_recording_loses_no_frame(seaweed, bucket, 
           f"{len(times)} frames, video {m['video']['bytes']} bytes")
 
 
+@pytest.mark.slow
 def test_a_full_upload_buffer_stops_the_recording_cleanly_and_keeps_what_was_captured(seaweed, bucket, s3):
     with FaultProxy(seaweed.port) as proxy:
         env = storage_env(seaweed, AWS_ENDPOINT_URL=proxy.endpoint, CLASSCAP_BUCKET=bucket)

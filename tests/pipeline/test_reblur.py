@@ -56,6 +56,7 @@ def recordings(classcap, seaweed, classroom_clip, bucket):
     return make
 
 
+@pytest.mark.slow
 def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_nothing(
     classcap, recordings, classroom_clip, bucket, s3
 ):
@@ -93,6 +94,7 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
     assert objects(s3, bucket) == keys
 
 
+@pytest.mark.slow
 def test_a_corrupt_recording_fails_with_a_reason_and_the_others_complete(classcap, recordings, bucket, s3):
     env, made = recordings(2)
     corrupt = made[1]
@@ -110,6 +112,7 @@ def test_a_corrupt_recording_fails_with_a_reason_and_the_others_complete(classca
     assert "FAILED" in run.stderr and "failed 1" in run.stdout
 
 
+@pytest.mark.slow
 def test_the_ray_engine_produces_the_same_objects_as_the_local_engine(classcap, recordings, seaweed, bucket, s3):
     env, made = recordings(1)
     twin = f"{bucket}-ray"
@@ -132,6 +135,7 @@ def test_the_ray_engine_produces_the_same_objects_as_the_local_engine(classcap, 
         assert ours[field] == theirs[field], field
 
 
+@pytest.mark.slow
 def test_reblur_hides_a_student_enrolled_from_another_photograph_through_camera_cuts(
     classcap, seaweed, bucket, s3, tmp_path
 ):

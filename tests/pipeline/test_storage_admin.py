@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import av
+import pytest
 
 from conftest import CLASSCAP, storage_env
 
@@ -24,6 +25,7 @@ def decode_times(data: bytes):
         return [f.time for f in container.decode(video=0)]
 
 
+@pytest.mark.slow
 def test_kill_9_mid_recording_then_recover_gives_a_playable_video_missing_at_most_the_unsent_part(seaweed, bucket, s3, classcap):
     env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
     station = subprocess.Popen(
@@ -62,6 +64,7 @@ def test_kill_9_mid_recording_then_recover_gives_a_playable_video_missing_at_mos
     assert again.returncode == 0 and again.result["recordings"] == [], "recovering twice changes nothing"
 
 
+@pytest.mark.slow
 def test_verify_finds_a_tampered_video_and_keep_and_delete_act_on_one_recording(seaweed, bucket, s3, classcap, classroom_clip):
     env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
     made = [classcap("process", classroom_clip.path, "--to", f"s3://{bucket}", env=env) for _ in range(2)]
