@@ -298,19 +298,20 @@ def make_handler(controller: StationController):
     return Handler
 
 
-def serve(controller: StationController, port: int) -> ThreadingHTTPServer:
-    """The page's server on 127.0.0.1:port (0: any free port), serving on its own thread."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), make_handler(controller))
-    server.daemon_threads = True
-    serving = threading.Thread(target=server.serve_forever, name="station-page", daemon=True)
-    serving.start()
-    server.serving_thread = serving
-    return server
+class PageServer(ThreadingHTTPServer):
+    """The page on 127.0.0.1:port (0: any free port), serving on its own thread from the start."""
 
+    daemon_threads = True
 
-def shut_down(controller: StationController, server: ThreadingHTTPServer) -> None:
-    """Finish any recording (its upload included), then stop serving."""
-    controller.close()
-    server.shutdown()
-    server.server_close()
-    server.serving_thread.join(timeout=5)
+    def __init__(self, controller: StationController, port: int):
+        super().__init__(("127.0.0.1", port), make_handler(controller))
+        self.controller = controller
+        self._serving = threading.Thread(target=self.serve_forever, name="station-page", daemon=True)
+        self._serving.start()
+
+    def close(self) -> None:
+        """Finish any recording (its upload included), then stop serving."""
+        self.controller.close()
+        self.shutdown()
+        self.server_close()
+        self._serving.join(timeout=5)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-import threading
+import time
 
 from pipeline.commands.common import Progress, config_option, print_result, say
+from pipeline.run import sigterm_as_interrupt
 from pipeline.station import load_station
-from pipeline.station_page import StationController, serve, shut_down
+from pipeline.station_page import PageServer, StationController
 
 
 def add_parser(commands) -> None:
@@ -24,19 +24,17 @@ def add_parser(commands) -> None:
 def station_serve(args) -> int:
     station = load_station(args.config)
     controller = StationController(station, source_uri=args.source, bucket=args.bucket, say=say, progress=Progress)
-    server = serve(controller, args.port)
+    server = PageServer(controller, args.port)
     url = f"http://127.0.0.1:{server.server_port}/"
     say(f"station page on {url} (Ctrl-C to stop)")
     print_result({"url": url})
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *a: stop.set())
     try:
-        while not stop.wait(0.5):
-            pass
+        with sigterm_as_interrupt():  # SIGTERM stops the page as Ctrl-C does
+            while True:
+                time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
         say("stopping: finishing any recording's upload...")
-        shut_down(controller, server)
+        server.close()
     return 0
