@@ -334,3 +334,26 @@ def test_a_weak_find_overlapping_a_cleared_face_is_hidden_beside_it_but_not_over
             assert untouched(image, FACE, original) == face_shows, (score, i)
             # and the find's box beside the face is redacted either way
             assert hidden(image, Box(FACE.x1, beside.y0, beside.x1, beside.y1), original), (score, i)
+
+
+class Rising(Scripted):
+    """One face found weakly for its first `weak_frames` searches, then with confidence."""
+
+    def __init__(self, box, weak_frames):
+        super().__init__([box])
+        self.weak_frames = weak_frames
+        self.searches = 0
+
+    def detect(self, image):
+        self.searches += 1
+        return [Detection(self.boxes[0], 0.15 if self.searches <= self.weak_frames else 0.6)]
+
+
+def test_identity_is_asked_about_a_weak_track_only_once_it_is_found_firmly():
+    # given a find scored 0.15 for six frames (CenterFace's scatter around a small face looks
+    # like this), then 0.6: the face turned to the camera
+    engine, identity = engine_with("exclude", [Match(None, None)], detector=Rising(FACE, weak_frames=6))
+    out = run(engine, 10)
+    # then identity was asked once, when the track was found firmly; until then it stayed hidden
+    assert identity.submitted == 1
+    assert [hidden(image, FACE, textured(i)) for image, i, _ in out] == [True] * 6 + [False] * 4
