@@ -21,8 +21,10 @@ face is looked at again soon. Any match, on any view, makes the track excluded f
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable
 from collections import deque
 from dataclasses import dataclass, field
@@ -133,6 +135,14 @@ class FacePolicy:
         # track there inherits the exclusion instead of being cleared on that poor view.
         self.ghosts: list[tuple[Box, int]] = []  # (last box, frame it was last seen)
         self.ghost_frames = ghost_frames
+        # Batch work: the requests not yet taken, (frame asked, track id) in the order sent, and
+        # the answers in for them. One worker answers in the order it was asked, so the first
+        # answers are those of the first requests; `settle(upto)` takes exactly those asked at
+        # frames up to `upto`, however many more have come in, and decisions stay independent of
+        # timing while the worker gets on with later requests.
+        self._requests: deque[tuple[int, int]] = deque()
+        self._arrived: deque = deque()
+        self.answer_log: list | None = None  # set by the engine: every answer taken is added to it
         self.backlog_events = 0  # requests refused because the worker was behind
         self.timeouts = 0  # batch waits that ran out (those tracks stayed redacted)
 
@@ -164,6 +174,8 @@ class FacePolicy:
             if not self._submit(track_id, chip):
                 self.backlog_events += 1
                 continue  # asked again the next time the face is seen
+            if self.wait_for_identity:
+                self._requests.append((index, track_id))
             ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
             ident.outstanding += 1
             ident.may_clear.append((index, good))
@@ -194,46 +206,81 @@ class FacePolicy:
             return True
         if not self.wait_for_identity:
             return False
-        busy = [t for t, ident in self.tracks.items() if ident.outstanding > 0]
-        self._take(self._identity.wait(busy, timeout=self.identity_timeout_s))
+        self._await(len(self._arrived) + 1)  # the oldest request's answer frees a place
         return self._identity.submit(track_id, chip)
 
-    def settle(self) -> None:
-        """Before frames are released: take the answers that are in; in batch, wait for the rest."""
+    def settle(self, upto: int | None = None) -> None:
+        """Before frames are released: take the answers that are in; in batch, wait for the rest.
+
+        In batch work, the answers to every request made at frames up to `upto` (all of them
+        without it), and no others: what is decided does not depend on timing.
+        """
         if not self.needs_identity:
             return
         if not self.wait_for_identity:
             self._take(self._identity.poll())
             return
-        # batch: every answer asked for so far, so that what is decided does not depend on timing
-        waiting = [t for t, ident in self.tracks.items() if ident.outstanding > 0]
-        if not waiting:
-            return
-        self._take(self._identity.wait(waiting, timeout=self.identity_timeout_s))
-        if any(self.tracks[t].outstanding > 0 for t in waiting if t in self.tracks):
+        wanted = sum(1 for asked, _ in self._requests if upto is None or asked <= upto)
+        if not self._await(wanted):
             self.timeouts += 1  # those tracks keep whatever they had: unknown ones stay redacted
+        answers = [self._arrived.popleft() for _ in range(min(wanted, len(self._arrived)))]
+        for (_, asked_track), (answered_track, _) in zip(self._requests, answers):
+            if asked_track != answered_track:  # the worker answers in order; anything else is a fault
+                raise PrivacyError("The identity worker answered out of order.")
+        for _ in answers:
+            self._requests.popleft()
+        self._take(answers)
+
+    def _await(self, count: int) -> bool:
+        """Batch: wait until the answers to the first `count` requests are in (False: timed out)."""
+        deadline = time.monotonic() + self.identity_timeout_s
+        while len(self._arrived) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # a result for each of these tracks is the next answer to that track's oldest request
+            missing = {track for _, track in list(self._requests)[len(self._arrived) : count]}
+            self._arrived.extend(self._identity.wait(missing, timeout=remaining))
+        return True
 
     def _take(self, answers) -> None:
         for track_id, match in answers:
-            ident = self.tracks.setdefault(track_id, TrackIdentity())
-            ident.outstanding = max(0, ident.outstanding - 1)
-            asked, good = ident.may_clear.popleft() if ident.may_clear else (None, False)
-            role = getattr(match, "role", None)
-            if role in ("excluded", "staff"):
-                state = EXCLUDED if role == "excluded" else STAFF
-                if _RANK[state] >= _RANK[ident.state]:
-                    ident.state, ident.person_id = state, getattr(match, "person_id", None)
-                continue
-            clearly = good and getattr(match, "excluded_distance", math.inf) >= self.clear_distance
-            if ident.state in (CLEARED, STAFF, EXCLUDED):
-                continue  # a re-check that found nobody: as it was
-            if clearly and asked is not None and (not ident.votes or asked - ident.votes[0] >= self.vote_gap):
-                ident.votes.append(asked)
-            ident.poor = 0 if clearly else ident.poor + 1
-            if len(ident.votes) >= self.clear_votes:
-                ident.state = CLEARED
-            elif ident.state == PENDING and ident.outstanding == 0:
-                ident.state = UNKNOWN  # nothing decided yet (a poor view, or too close to call): ask again
+            self._apply(self.tracks.setdefault(track_id, TrackIdentity()), match)
+            if self.answer_log is not None:
+                self.answer_log.append((track_id, match))
+
+    def _apply(self, ident: TrackIdentity, match) -> None:
+        """One answer, to the oldest of the track's requests in flight."""
+        ident.outstanding = max(0, ident.outstanding - 1)
+        asked, good = ident.may_clear.popleft() if ident.may_clear else (None, False)
+        role = getattr(match, "role", None)
+        if role in ("excluded", "staff"):
+            state = EXCLUDED if role == "excluded" else STAFF
+            if _RANK[state] >= _RANK[ident.state]:
+                ident.state, ident.person_id = state, getattr(match, "person_id", None)
+            return
+        clearly = good and getattr(match, "excluded_distance", math.inf) >= self.clear_distance
+        if ident.state in (CLEARED, STAFF, EXCLUDED):
+            return  # a re-check that found nobody: as it was
+        if clearly and asked is not None and (not ident.votes or asked - ident.votes[0] >= self.vote_gap):
+            ident.votes.append(asked)
+        ident.poor = 0 if clearly else ident.poor + 1
+        if len(ident.votes) >= self.clear_votes:
+            ident.state = CLEARED
+        elif ident.state == PENDING and ident.outstanding == 0:
+            ident.state = UNKNOWN  # nothing decided yet (a poor view, or too close to call): ask again
+
+    def snapshot(self, track_ids) -> dict[int, TrackIdentity]:
+        """What is known now of these tracks, to be decided later with only the answers then in
+        (`decide_with`): whatever the tracks do meanwhile (a jump that doubts one) is about later frames."""
+        return {t: copy.deepcopy(self.tracks[t]) for t in track_ids if t in self.tracks}
+
+    def decide_with(self, snapshot: dict[int, TrackIdentity], answers) -> dict[int, bool]:
+        """Whether each snapshotted track is redacted, once `answers` (track id, match) are applied to it."""
+        for track_id, match in answers:
+            if track_id in snapshot:
+                self._apply(snapshot[track_id], match)
+        return {t: self._redacts(ident.state) for t, ident in snapshot.items()}
 
     def doubt(self, track_id: int) -> None:
         """The track may have moved onto another face: what cleared it no longer counts.
@@ -257,10 +304,19 @@ class FacePolicy:
             ident.last_box = None  # an ending track leaves no ghost
 
     # -- deciding
+    def awaiting(self, track_id: int) -> bool:
+        """Identity has been asked about this track and has not answered yet."""
+        ident = self.tracks.get(track_id)
+        return ident is not None and ident.outstanding > 0
+
     def redact(self, track_id: int) -> bool:
         if self.name == "all":
             return True
-        state = self.tracks.get(track_id, TrackIdentity()).state
+        return self._redacts(self.tracks.get(track_id, TrackIdentity()).state)
+
+    def _redacts(self, state: str) -> bool:
+        if self.name == "all":
+            return True
         if self.name == "exclude":
             return state not in (CLEARED, STAFF)
         return state != STAFF  # allow

@@ -20,8 +20,9 @@ class PipelineConfig:
     Memory held by the pipeline, beyond the models and the encoder's own state, is at most
 
         (raw_queue + redacted_queue + 4                       frames queued, one in each stage, and
-         + strong_every + max(strong_every,                   those the engine holds (blur/engine.py):
-                              batch_lookahead)) × frame_bytes anchors, and frames searched ahead
+         + 2 × strong_every + max(strong_every,               those the engine holds (blur/engine.py):
+                              batch_lookahead)) × frame_bytes anchors, frames waiting for identity
+                                                              (batch), and frames searched ahead
       + (parts_in_flight + 2) × part_size                     queued parts, the one being sent,
                                                               and the part buffer filling up
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
@@ -104,7 +105,7 @@ class PipelineConfig:
     def memory_bound(self, width: int, height: int, fragment_bytes: int) -> int:
         frame_bytes = width * height * 3
         return (
-            (self.raw_queue + self.redacted_queue + 4 + self.strong_every + max(self.strong_every, self.batch_lookahead))
+            (self.raw_queue + self.redacted_queue + 4 + 2 * self.strong_every + max(self.strong_every, self.batch_lookahead))
             * frame_bytes
             + (self.parts_in_flight + 2) * self.part_size
             + fragment_bytes

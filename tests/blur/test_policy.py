@@ -1,5 +1,6 @@
 """Who is redacted, per track: exclude, allow, fail closed until identity clears a face."""
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -383,3 +384,64 @@ def test_identity_is_asked_about_a_weak_track_only_once_it_is_found_firmly():
     # then identity was asked once, when the track was found firmly; until then it stayed hidden
     assert identity.submitted == 1
     assert [hidden(image, FACE, textured(i)) for image, i, _ in out] == [True] * 6 + [False] * 4
+
+
+class AnswersLater(ScriptedIdentity):
+    """Answers a request only once `clock[0]` (frames pushed) is `lag` past when it was asked."""
+
+    def __init__(self, answers, clock, lag):
+        super().__init__(answers)
+        self.clock, self.lag = clock, lag
+
+    def submit(self, track_id, chip):
+        ok = super().submit(track_id, chip)
+        if ok:
+            self.inbox[-1] = (self.clock[0] + self.lag, self.inbox[-1])
+        return ok
+
+    def wait(self, track_ids, timeout):
+        ready = [answer for due, answer in self.inbox if due <= self.clock[0]]
+        if not ready:
+            time.sleep(timeout)  # nothing comes while the engine stands still
+        self.inbox = [(due, answer) for due, answer in self.inbox if due > self.clock[0]]
+        return ready
+
+
+def test_in_batch_work_identity_answers_an_anchor_s_faces_while_the_next_frames_are_searched():
+    # given batch work with the strong detector every third frame, and an identity worker that
+    # needs the time of two more frames to answer (a class's worth of chips at once)
+    clock = [0]
+    identity = AnswersLater([Match(None, None), Match("s-17", "excluded")], clock, lag=2)
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], True),
+                             wait_for_identity=True, identity_timeout_s=0.3)
+    engine = PrivacyEngine(Scripted([FACE, OTHER]), Scripted([FACE, OTHER]), face_policy, strong_every=3)
+    out, held = [], 0
+    for i in range(12):
+        clock[0] = i
+        out += engine.push(textured(i), i)
+        held = max(held, i + 1 - len(out))
+    out += engine.flush()
+    # then the engine never stood waiting for an answer (it needs them an anchor later) ...
+    assert face_policy.timeouts == 0
+    # ... and every frame is decided as if it had waited: the cleared face shown, the excluded one hidden
+    assert [i for _, i, _ in out] == list(range(12))
+    for image, i, _ in out:
+        assert not hidden(image, FACE, textured(i)), i
+        assert hidden(image, OTHER, textured(i)), i
+    assert held <= engine.max_held_frames == 2 * 3 + 1
+
+
+def test_frames_made_ready_before_a_track_is_doubted_are_decided_as_things_were():
+    # given a track asked about, whose frames so far wait for the answer (batch work)
+    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True),
+                             wait_for_identity=True)
+    face_policy.observe(6, textured(6), [(1, FACE, 0.9)])
+    assert face_policy.awaiting(1)
+    before = face_policy.snapshot([1])
+    face_policy.answer_log = answers = []
+    # when the track jumps onto another face in a later frame, and then the answer comes in
+    face_policy.doubt(1)
+    face_policy.settle(upto=6)
+    # then the later frames hide it (whoever it is now), the earlier ones show the face it was
+    assert face_policy.redact(1)
+    assert face_policy.decide_with(before, answers) == {1: False}

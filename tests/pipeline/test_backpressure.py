@@ -7,6 +7,8 @@ from fractions import Fraction
 import numpy as np
 
 from blur.engine import PrivacyEngine
+from blur.policy import FacePolicy
+from blur.types import Box, Detection
 from capture.iterable import IterableSource
 from capture.types import Frame, SourceInfo
 from pipeline.config import Placement, PipelineConfig
@@ -91,7 +93,53 @@ def test_slow_storage_makes_the_file_source_wait(seaweed, bucket):
     assert recording.counters.part_buffer_peak_bytes <= config.part_size + 2 * 1024 * 1024, fragment_bytes
 
 
-def test_memory_bound_is_the_documented_formula():
+class OneFace:
+    def detect(self, image):
+        return [Detection(Box(100, 100, 140, 150), 0.9)]
+
+    def close(self):
+        pass
+
+
+class SlowAnswers:
+    """An identity worker that answers each request a little late, in the order asked."""
+
+    def __init__(self):
+        self.inbox = []
+
+    def submit(self, track_id, chip):
+        self.inbox.append((track_id, None))
+        return True
+
+    def poll(self):
+        return []
+
+    def wait(self, track_ids, timeout):
+        time.sleep(0.01)
+        out, self.inbox = self.inbox, []
+        return out
+
+    def close(self):
+        pass
+
+
+def test_the_memory_bound_covers_the_frames_the_engine_holds_in_batch_work():
+    # given the engine as the factory builds it for a file under exclude: the strong search in
+    # the background, the fast one running ahead, frames waiting an anchor more for identity
     config = PipelineConfig(raw_queue=8, redacted_queue=8, parts_in_flight=2)
-    frame = 1280 * 720 * 3
-    assert config.memory_bound(1280, 720, fragment_bytes=1_000_000) == (20 + config.strong_every + config.batch_lookahead) * frame + 4 * config.part_size + 1_000_000
+    policy = FacePolicy("exclude", SlowAnswers(), chipper=lambda image, box: (image[:150, :150], True), wait_for_identity=True)
+    engine = PrivacyEngine(OneFace(), OneFace(), policy, strong_every=config.strong_every, in_background=True,
+                           lookahead=config.batch_lookahead)
+    # when a minute's worth of frames goes through it
+    held = released = 0
+    for i in range(120):
+        released += len(engine.push(np.zeros((HEIGHT, WIDTH, 3), np.uint8), i))
+        held = max(held, i + 1 - released)
+    released += len(engine.flush())
+    engine.close()
+    assert released == 120
+    # then it never held more than it says, and the bound counts that many frames beside the queues
+    assert held <= engine.max_held_frames
+    frame, fragment = 1280 * 720 * 3, 1_000_000
+    frames_in_bound = (config.memory_bound(1280, 720, fragment) - fragment - 4 * config.part_size) // frame
+    assert frames_in_bound >= config.raw_queue + config.redacted_queue + 3 + engine.max_held_frames
