@@ -18,6 +18,7 @@ from capture.paced import PacedSource
 from capture.reconnect import ReconnectingSource
 from capture.registry import ApprovedCameras
 from pipeline.config import ConfigError, Placement, PipelineConfig
+from pipeline import settings
 from pipeline.run import run_recording
 from pipeline.station import StationConfig
 from upload.storage import S3Location, StorageSettings
@@ -115,19 +116,12 @@ class LivePlan:
     metrics_port: int | None  # None: no metrics server
 
 
-def bucket_for(station: StationConfig, asked: str | None = None) -> str | None:
-    """The bucket a recording goes to: the one asked for, else CLASSCAP_BUCKET, else the station's."""
-    return asked or os.environ.get("CLASSCAP_BUCKET") or station.bucket
-
-
 def plan_live(station: StationConfig, request: LiveRequest = LiveRequest()) -> LivePlan:
     """The recording the station and the request describe; one sentence (ConfigError) if it cannot be made."""
     site, room = request.site or station.site, request.room or station.room
     if not site or not room:
         raise ConfigError("This station has no site and room; set [station] site and room in station.toml before recording.")
-    bucket = bucket_for(station, request.bucket)
-    if not bucket:
-        raise ConfigError("No bucket given; set [storage] bucket in station.toml, CLASSCAP_BUCKET, or --bucket.")
+    bucket = settings.bucket(station, request.bucket)
     crf = request.crf if request.crf is not None else (station.crf if station.crf is not None else 23)
     config = PipelineConfig(
         policy=request.policy or station.policy or "all",
@@ -142,7 +136,7 @@ def plan_live(station: StationConfig, request: LiveRequest = LiveRequest()) -> L
         station=station,
         config=config,
         placement=Placement(site=site, room=room, station=request.station_id or station.station_id or os.uname().nodename),
-        storage=station.storage_settings(),
+        storage=settings.storage(station),
         location=S3Location(bucket, "recordings"),
         source=request.source or station.source or DEFAULT_SOURCE,
         audio_device=request.audio_device or station.audio_device,

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import cv2
 
 from pipeline.config import ConfigError
-from pipeline.live import bucket_for
+from pipeline.settings import bucket_or_none
 from pipeline.station import NOTICE, StationConfig
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class StationController:
         self.station = station
         self._say, self._progress = say, progress  # for the recordings, as run_recording takes them
         self.source_uri = source_uri or station.source
-        self.bucket = bucket_for(station, bucket)
+        self.bucket = bucket_or_none(station, bucket)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._recording = None

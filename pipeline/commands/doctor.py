@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import asdict
 
+from pipeline import settings
 from pipeline.commands.common import config_option, print_result
 from pipeline.config import ConfigError
 from pipeline.doctor import (Check, check_camera, check_config, check_models, check_no_local_dir, check_speed, run_check,
@@ -16,6 +17,7 @@ from pipeline.station import load_station
 def add_parser(commands) -> None:
     doc = commands.add_parser("doctor", help="check this station: models, camera, storage, clock, speed")
     config_option(doc)
+    doc.add_argument("--bucket", help="bucket to check (default: $CLASSCAP_BUCKET or the station's)")
     doc.add_argument("--json", action="store_true", help="the checks as one JSON list on the last stdout line")
     doc.add_argument("--skip-speed", action="store_true", help="leave out the short self-benchmark")
     doc.set_defaults(run=doctor)
@@ -33,7 +35,7 @@ def doctor(args) -> int:
         checks.append(run_check("station config", lambda: check_config(station), "Fix station.toml."))
         checks.append(run_check("camera", lambda: check_camera(station),
                            "Attach the approved camera (`classcap cameras list`), or approve this one."))
-        bucket = os.environ.get("CLASSCAP_BUCKET") or station.bucket
+        bucket = settings.bucket_or_none(station, args.bucket)
         checks.extend(storage_checks(station, bucket))
         checks.append(run_check("no local recording directory", lambda: check_no_local_dir(station), "Remove it."))
     if not args.skip_speed:

@@ -6,7 +6,6 @@ dropped: only the embeddings and the id reach the bucket (encrypted). Never a ph
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,25 +14,20 @@ import numpy as np
 
 from blur.centerface import CenterFaceDetector
 from blur.models import model_path
-from pipeline.commands.common import print_result
+from pipeline import settings
+from pipeline.commands.common import config_option, print_result
 from pipeline.config import ConfigError
 from pipeline.engine_factory import STRONG_MODEL, load_gallery
 from upload.gallery_store import check_person_id, delete_person, put_person
-from upload.storage import StorageSettings, check_bucket, make_client
+from upload.storage import check_bucket, make_client
 
 ENROL_MAX_SIDE = 1280  # larger photos are scaled down before looking for the face
 
 
-def resolve_bucket(args) -> str:
-    bucket = getattr(args, "bucket", None) or os.environ.get("CLASSCAP_BUCKET")
-    if not bucket:
-        raise ConfigError("No bucket given; pass --bucket BUCKET or set CLASSCAP_BUCKET.")
-    return bucket
-
-
 def _storage(args):
-    bucket = resolve_bucket(args)
-    storage = StorageSettings.from_env()
+    station = settings.station_of(args)
+    bucket = settings.bucket(station, getattr(args, "bucket", None))
+    storage = settings.storage(station)
     client = make_client(storage)
     check_bucket(client, storage, bucket)
     return bucket, storage, client
@@ -130,4 +124,5 @@ def add_parser(commands) -> None:
     remove.add_argument("--id", required=True)
     remove.set_defaults(run=gallery_remove)
     for sub in (add, listing, remove):
-        sub.add_argument("--bucket", help="bucket whose gallery to use (default: $CLASSCAP_BUCKET)")
+        sub.add_argument("--bucket", help="bucket whose gallery to use (default: $CLASSCAP_BUCKET or the station's)")
+        config_option(sub)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 
@@ -11,23 +10,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.commands.common import config_option, print_result, say
 from pipeline.config import ConfigError
+from pipeline import settings as settings_of
 from pipeline.run import sigterm_as_interrupt
-from pipeline.station import load_station
 from upload import admin
 from upload.storage import check_bucket, explain, make_client, parse_s3_url
 
 
 def _storage(args):
-    station = load_station(getattr(args, "config", None))
-    settings = station.storage_settings()
-    return settings, make_client(settings), station
+    station = settings_of.station_of(args)
+    storage_settings = settings_of.storage(station)
+    return storage_settings, make_client(storage_settings), station
 
 
 def _bucket(args, station) -> str:
-    bucket = args.bucket or os.environ.get("CLASSCAP_BUCKET") or station.bucket
-    if not bucket:
-        raise ConfigError("No bucket given; pass --bucket, set CLASSCAP_BUCKET, or set [storage] bucket in station.toml.")
-    return bucket
+    return settings_of.bucket(station, args.bucket)
 
 
 def storage_init(args) -> int:
