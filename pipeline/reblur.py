@@ -219,32 +219,20 @@ def row_id(folder: str) -> str:
 
 def run_local(tasks: list[ReblurTask], workers: int, retries: int, on_done) -> list[dict]:
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    results: dict[int, dict] = {}
-    attempts = {t.index: 0 for t in tasks}
     # spawn, not fork: the workers start their own threads and identity processes
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        pending = {pool.submit(reblur_one, t): t for t in tasks}
-        while pending:
-            from concurrent.futures import FIRST_COMPLETED, wait
 
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                task = pending.pop(future)
-                attempts[task.index] += 1
-                try:
-                    row = future.result()
-                except Exception as err:  # the worker process itself died
-                    row = _died(task, err)
-                if row["status"] == "failed" and attempts[task.index] <= retries:
-                    log.warning("retrying %s: %s", row["recording_id"], row.get("reason"))
-                    pending[pool.submit(reblur_one, task)] = task
-                    continue
-                row["attempts"] = attempts[task.index]
-                results[task.index] = row
-                on_done(row, len(results), len(tasks))
-    return [results[t.index] for t in tasks]
+        def next_done(running):
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            future = next(iter(done))
+            try:
+                return future, future.result()
+            except Exception as err:  # the worker process itself died
+                return future, _died(running[future], err)
+
+        return _run_all(tasks, lambda task: pool.submit(reblur_one, task), next_done, retries, on_done)
 
 
 def run_ray(tasks: list[ReblurTask], address: str | None, retries: int, on_done) -> list[dict]:
@@ -259,24 +247,38 @@ def run_ray(tasks: list[ReblurTask], address: str | None, retries: int, on_done)
         ray.init(address=address, log_to_driver=True, include_dashboard=False, configure_logging=False)
     try:
         remote = ray.remote(num_cpus=1)(reblur_one)
-        results: dict[int, dict] = {}
-        attempts = {t.index: 1 for t in tasks}
-        refs = {remote.remote(t): t for t in tasks}
-        while refs:
-            ready, _ = ray.wait(list(refs), num_returns=1)
-            task = refs.pop(ready[0])
+
+        def next_done(running):
+            ready, _ = ray.wait(list(running), num_returns=1)
             try:
-                row = ray.get(ready[0])
+                return ready[0], ray.get(ready[0])
             except Exception as err:  # the task's worker died
-                row = _died(task, err)
-            if row["status"] == "failed" and attempts[task.index] <= retries:
-                attempts[task.index] += 1
-                refs[remote.remote(task)] = task
-                continue
-            row["attempts"] = attempts[task.index]
-            results[task.index] = row
-            on_done(row, len(results), len(tasks))
-        return [results[t.index] for t in tasks]
+                return ready[0], _died(running[ready[0]], err)
+
+        return _run_all(tasks, remote.remote, next_done, retries, on_done)
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _run_all(tasks: list[ReblurTask], submit, next_done, retries: int, on_done) -> list[dict]:
+    """Every task through an engine, a failed one again up to `retries` times; rows in task order.
+
+    `submit(task)` starts a task and returns its handle; `next_done(running)` waits for one of
+    the running handles and returns it with its row.
+    """
+    results: dict[int, dict] = {}
+    attempts = {t.index: 1 for t in tasks}
+    running = {submit(t): t for t in tasks}
+    while running:
+        handle, row = next_done(running)
+        task = running.pop(handle)
+        if row["status"] == "failed" and attempts[task.index] <= retries:
+            log.warning("retrying %s: %s", row["recording_id"], row.get("reason"))
+            attempts[task.index] += 1
+            running[submit(task)] = task
+            continue
+        row["attempts"] = attempts[task.index]
+        results[task.index] = row
+        on_done(row, len(results), len(tasks))
+    return [results[t.index] for t in tasks]

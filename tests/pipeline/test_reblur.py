@@ -176,3 +176,36 @@ def test_reblur_hides_a_student_enrolled_from_another_photograph_through_camera_
     after = frames_of(get(s3, bucket, made.result["video_key"]))
     assert len(after) == len(inputs)
     assert salley_left(after) == []
+
+
+def test_both_engines_share_one_retry_loop_that_retries_a_failure_and_keeps_the_task_order():
+    from types import SimpleNamespace
+
+    from pipeline.reblur import _run_all
+
+    # given three recordings, the second failing on its first two tries (a worker killed, say)
+    tasks = [SimpleNamespace(index=i) for i in range(3)]
+    tries = {0: 0, 1: 0, 2: 0}
+    started = []
+
+    def submit(task):
+        started.append(task.index)
+        return (task.index, len(started))
+
+    def next_done(running):
+        handle = max(running, key=lambda h: h[1])  # the latest started finishes first
+        tries[handle[0]] += 1
+        failed = handle[0] == 1 and tries[1] <= 2
+        return handle, {"recording_id": f"r{handle[0]}", "status": "failed" if failed else "reblurred",
+                        "reason": "worker died" if failed else None}
+
+    done = []
+    rows = _run_all(tasks, submit, next_done, retries=2, on_done=lambda row, n, total: done.append((row["recording_id"], n, total)))
+    # then the failing one ran three times and came through; rows keep the tasks' order
+    assert [(r["recording_id"], r["status"], r["attempts"]) for r in rows] == [
+        ("r0", "reblurred", 1), ("r1", "reblurred", 3), ("r2", "reblurred", 1)]
+    assert started.count(1) == 3 and [n for _, n, _ in done] == [1, 2, 3]
+    # and with fewer retries it stays failed, counted once
+    tries.update({0: 0, 1: 0, 2: 0})
+    rows = _run_all(tasks, submit, next_done, retries=1, on_done=lambda *a: None)
+    assert (rows[1]["status"], rows[1]["attempts"]) == ("failed", 2)
