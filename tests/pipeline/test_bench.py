@@ -1,4 +1,4 @@
-"""`classcap bench` reports the figures DESIGN.md names (their values are for the note, not asserted)."""
+"""`classcap bench` reports the figures DESIGN.md names, measured as they say (their speeds are for the note, not asserted)."""
 
 import subprocess
 
@@ -22,8 +22,15 @@ def test_bench_prints_one_json_line_of_figures(figures):
     assert KEYS <= set(figures)
     assert (figures["width"], figures["height"], figures["frames"], figures["policy"]) == (1280, 720, 60, "all")
     assert figures["live_fps"] > 0 and figures["batch_fps"] > 0
-    assert figures["latency_p50_ms"] <= figures["latency_p99_ms"]
     assert 0 <= figures["dropped_frames"] < 60
+    # the live run is paced as a camera is (30 frames a second): a faster one was not live
+    assert figures["live_fps"] <= 30 * 1.05
+    # latency runs from capture, so it includes the wait for the next strong search: 3, 2 and
+    # 1 frame intervals for the three frames of an anchor interval, a median of 67 ms at 30 fps;
+    # a figure below that timed a later stage only
+    assert 60 <= figures["latency_p50_ms"] <= figures["latency_p99_ms"]
+    # the comparison with deface is of two whole runs on the same clip, in this run
+    assert figures["batch_vs_deface"] == pytest.approx(figures["batch_run_fps"] / figures["deface_fps"], rel=0.02)
 
 
 def test_bench_reads_the_batch_rate_against_its_cpu_ceiling(figures):
