@@ -237,12 +237,12 @@ class PrivacyEngine:
         for t in seen:
             if t.jumped:  # linked by distance alone: whoever it was, check again before showing it
                 self.policy.doubt(t.track_id)
+        if self._defers_identity:
+            self.policy.settle(upto=index - self.strong_every)  # what was asked an anchor interval ago
         # Identity is asked about firm tracks only. A weak track (CenterFace's scatter of finds
         # around small faces, a box straddling two neighbours) stays unknown and hidden until it
         # is found firmly; asked, it was two thirds of identity's work on a 40-face class (369 of
         # 559 chips in 150 frames) for 0.4 % of the real suite's visible faces.
-        if self._defers_identity:
-            self.policy.settle(upto=index - self.strong_every)  # what was asked an anchor interval ago
         self.policy.observe(index, image, [(t.track_id, t.box, t.score) for t in seen if t.track_id not in self._weak])
         faces = [(t.track_id, t.predicted(index, width, height)) for t in tracks]
         # Too slow to trust for live work (the detectors were starved of CPU, say): every face
