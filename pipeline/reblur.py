@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -81,37 +81,37 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
     from pipeline.recording import Recording
     from capture.file import FileSource
     from upload.admin import inspect_video
-    from upload.manifest import get_manifest, put_manifest
+    from upload.manifest import EarlierVideo, VideoRecord, get_manifest, put_manifest
     from upload.s3file import S3ObjectReader
     from upload.storage import S3Location
 
     bucket, settings = task.bucket, task.storage
     manifest = get_manifest(client, bucket, task.manifest_key)
     gallery = load_gallery(client, settings, bucket)
-    video = manifest.get("video") or {}
-    tags = {"retention-until": manifest.get("retention_until") or "", "keep": "false"}
-    if video.get("key", "").endswith("/" + NEXT):  # a run stopped between verifying and promoting
+    video = manifest.video
+    tags = {"retention-until": manifest.retention_until or "", "keep": "false"}
+    if video.key.endswith("/" + NEXT):  # a run stopped between verifying and promoting
         _promote(client, settings, bucket, task.manifest_key, manifest, tags)
-        return {"status": "reblurred", "resumed": True, "frames": manifest.get("frames_out", 0)}
+        return {"status": "reblurred", "resumed": True, "frames": manifest.frames_out or 0}
     _delete_quietly(client, bucket, f"{folder}/{NEXT}")  # a stray copy of a finished promotion
     _abort_next(client, bucket, folder)  # a run stopped while uploading
-    if manifest.get("status") not in ("complete", "recovered"):
-        return {"status": "skipped", "reason": f"the recording is {manifest.get('status')}, not finished"}
-    if not task.force and manifest.get("gallery_version") == gallery.version:
+    if manifest.status not in ("complete", "recovered"):
+        return {"status": "skipped", "reason": f"the recording is {manifest.status}, not finished"}
+    if not task.force and manifest.gallery_version == gallery.version:
         return {"status": "skipped", "reason": "already blurred with the current gallery"}
 
-    old_key = video.get("key") or f"{folder}/{CURRENT}"
+    old_key = video.key or f"{folder}/{CURRENT}"
     reader = S3ObjectReader(client, settings, bucket, old_key)
-    audio = manifest.get("audio") == "keep"
+    audio = manifest.audio == "keep"
     source = FileSource(reader, with_audio=audio, name=f"{row_id(folder)}.mp4")
-    config = PipelineConfig(policy=manifest.get("policy") or "all", audio="keep" if audio else "drop")
+    config = PipelineConfig(policy=manifest.policy or "all", audio="keep" if audio else "drop")
     engine, hashes = build_engine(config, gallery, wait_for_identity=True)
     placement = Placement(
-        site=manifest.get("site") or "unknown-site", room=manifest.get("room") or "unknown-room",
-        station=manifest.get("station") or "unknown-station",
+        site=manifest.site or "unknown-site", room=manifest.room or "unknown-room",
+        station=manifest.station or "unknown-station",
     )
     label = f"[{task.index + 1}/{task.total}] {row_id(folder)}"
-    expected = manifest.get("frames_out")
+    expected = manifest.frames_out
 
     def progress(counters, _last=[0.0]):
         now = time.monotonic()
@@ -128,44 +128,37 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
     new = result.manifest
     check = inspect_video(client, settings, bucket, f"{folder}/{NEXT}")
     problems = []
-    if check.frames != new["frames_out"] or (expected is not None and check.frames != expected):
+    if check.frames != new.frames_out or (expected is not None and check.frames != expected):
         problems.append(f"the new video has {check.frames} frames, the original {expected}")
-    if check.sha256 != new["video"]["sha256"] or check.error:
+    if check.sha256 != new.video.sha256 or check.error:
         problems.append(check.error or "the new video's checksum differs from what was uploaded")
     if problems:
         _delete_quietly(client, bucket, f"{folder}/{NEXT}")
         raise RuntimeError("; ".join(problems))
-    updated = {k: v for k, v in manifest.items() if k != "schema"}
-    history = list(updated.get("reblurred_from") or [])
-    history.append({
-        "at": utc_stamp(),
-        "sha256": video.get("sha256"),
-        "bytes": video.get("bytes"),
-        "gallery_version": manifest.get("gallery_version"),
-        "models": manifest.get("models"),
-    })
-    updated.update(
+    earlier = EarlierVideo(at=utc_stamp(), sha256=video.sha256, bytes=video.bytes,
+                           gallery_version=manifest.gallery_version, models=manifest.models)
+    updated = manifest.changed(
         gallery_version=gallery.version,
         models=hashes,
-        reblurred_from=history,
+        reblurred_from=(*manifest.reblurred_from, earlier),
         frames_out=check.frames,
-        faces_detected=new["faces_detected"],
-        faces_redacted=new["faces_redacted"],
-        fail_closed_frames=new["fail_closed_frames"],
-        video={"key": f"{folder}/{NEXT}", "parts": new["video"]["parts"], "bytes": check.size, "sha256": check.sha256},
+        faces_detected=new.faces_detected,
+        faces_redacted=new.faces_redacted,
+        fail_closed_frames=new.fail_closed_frames,
+        video=VideoRecord(key=f"{folder}/{NEXT}", parts=new.video.parts, bytes=check.size, sha256=check.sha256),
     )
     put_manifest(client, settings, bucket, task.manifest_key, updated, tags)
     _promote(client, settings, bucket, task.manifest_key, updated, tags)
     return {
         "status": "reblurred",
         "frames": check.frames,
-        "faces_redacted": new["faces_redacted"],
-        "fail_closed_frames": new["fail_closed_frames"],
+        "faces_redacted": new.faces_redacted,
+        "fail_closed_frames": new.fail_closed_frames,
         "gallery_version": gallery.version,
     }
 
 
-def _promote(client, settings, bucket: str, manifest_key: str, manifest: dict, tags: dict) -> None:
+def _promote(client, settings, bucket: str, manifest_key: str, manifest, tags: dict) -> None:
     """video.next.mp4 → video.mp4 (a server-side copy), the manifest back to it, the copy gone."""
     from upload.manifest import put_manifest
     from upload.storage import explain
@@ -180,10 +173,9 @@ def _promote(client, settings, bucket: str, manifest_key: str, manifest: dict, t
         size = client.head_object(Bucket=bucket, Key=target)["ContentLength"]
     except (ClientError, BotoCoreError) as err:
         raise explain(err, settings, bucket, "replace the original video") from err
-    if size != manifest["video"]["bytes"]:
-        raise RuntimeError(f"the copied video has {size} bytes, not {manifest['video']['bytes']}")
-    done = {k: v for k, v in manifest.items() if k != "schema"}
-    done["video"] = {**manifest["video"], "key": target}
+    if size != manifest.video.bytes:
+        raise RuntimeError(f"the copied video has {size} bytes, not {manifest.video.bytes}")
+    done = manifest.changed(video=replace(manifest.video, key=target))
     put_manifest(client, settings, bucket, manifest_key, done, tags)
     _delete_quietly(client, bucket, source)
 

@@ -20,7 +20,7 @@ from pipeline.config import Placement, PipelineConfig
 from pipeline.stages import END, Backpressure, Supervisor
 from upload.encoder import EncoderSettings, FragmentedMP4Encoder
 from upload.fragments import FragmentBuffer
-from upload.manifest import put_manifest
+from upload.manifest import Manifest, VideoRecord, put_manifest
 from upload.multipart import MultipartUpload
 from upload.retry import Retrier
 from upload.storage import S3Location, StorageSettings
@@ -74,7 +74,7 @@ class RecordingResult:
     bucket: str
     video_key: str
     manifest_key: str
-    manifest: dict
+    manifest: Manifest
 
 
 def new_recording_id(now: datetime) -> str:
@@ -178,7 +178,7 @@ class Recording:
             self.engine.close()
         manifest = self._write_manifest("complete", upload=upload) if self.write_manifests else self.manifest("complete", upload=upload)
         log.debug("recording %s finished: %d frames in, %d out, %d dropped, %d fail-closed", self.recording_id,
-                  manifest["frames_in"], manifest["frames_out"], manifest["dropped_frames"], manifest["fail_closed_frames"])
+                  manifest.frames_in, manifest.frames_out, manifest.dropped_frames, manifest.fail_closed_frames)
         return RecordingResult(self.recording_id, self.location.bucket, self.video_key, self.manifest_key, manifest)
 
     def _stream(self, upload: MultipartUpload) -> None:
@@ -310,54 +310,54 @@ class Recording:
         )
 
     # -- the manifest
-    def manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> dict:
+    def manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> Manifest:
         c = self.counters
         ended = datetime.now(timezone.utc) if status != "recording" else None
-        return {
-            "recording_id": self.recording_id,
-            "site": self.placement.site,
-            "room": self.placement.room,
-            "station": self.placement.station,
-            "camera_id": self.info.source_id,
-            "staff_id": self.placement.staff_id,
-            "started_at": utc_stamp(self.started),
-            "ended_at": utc_stamp(ended) if ended else None,
-            "notice_confirmed_at": self.placement.notice_confirmed_at,
-            "policy": self.config.policy,
-            "audio": self.config.audio if self.info.audio_rate is not None else "none",
-            "gallery_version": self.gallery_version,
-            "models": self.model_hashes,
-            "width": self.info.width,
-            "height": self.info.height,
-            "frames_in": c.frames_in,
-            "frames_out": c.frames_out,
-            "dropped_frames": c.dropped_frames,
-            "dropped_audio_chunks": c.dropped_audio_chunks,
-            "faces_detected": c.faces_detected,
-            "faces_redacted": c.faces_redacted,
-            "fail_closed_frames": c.fail_closed_frames,
-            "identity_backlog_events": self.engine.policy.backlog_events,
-            "identity_timeouts": self.engine.policy.timeouts,
-            "reconnects": getattr(self.source, "reconnects", 0),
-            "gaps": [asdict(gap) for gap in getattr(self.source, "gaps", [])],
-            "stopped_because": self.stopped_because or getattr(self.source, "stopped_because", None),
-            "storage_outages": self.retrier.outages.log,
-            "upload_buffer_peak_parts": c.queue_high_water.get("parts", 0),
-            "audio_error": getattr(self.source, "audio_error", None),
-            "microphone_dropped_chunks": getattr(self.source, "dropped_audio_chunks", 0),
-            "upload_retries": c.upload_retries,
-            "status": status,
-            "error": error,
-            "video": {
-                "key": self.video_key,
-                "parts": c.parts,
-                "bytes": upload.bytes_sent if upload else 0,
-                "sha256": upload.sha256 if upload and status == "complete" else None,
-            },
-            "retention_until": self.tags["retention-until"],
-        }
+        return Manifest(
+            recording_id=self.recording_id,
+            site=self.placement.site,
+            room=self.placement.room,
+            station=self.placement.station,
+            camera_id=self.info.source_id,
+            staff_id=self.placement.staff_id,
+            started_at=utc_stamp(self.started),
+            ended_at=utc_stamp(ended) if ended else None,
+            notice_confirmed_at=self.placement.notice_confirmed_at,
+            policy=self.config.policy,
+            audio=self.config.audio if self.info.audio_rate is not None else "none",
+            gallery_version=self.gallery_version,
+            models=self.model_hashes,
+            width=self.info.width,
+            height=self.info.height,
+            frames_in=c.frames_in,
+            frames_out=c.frames_out,
+            dropped_frames=c.dropped_frames,
+            dropped_audio_chunks=c.dropped_audio_chunks,
+            faces_detected=c.faces_detected,
+            faces_redacted=c.faces_redacted,
+            fail_closed_frames=c.fail_closed_frames,
+            identity_backlog_events=self.engine.policy.backlog_events,
+            identity_timeouts=self.engine.policy.timeouts,
+            reconnects=getattr(self.source, "reconnects", 0),
+            gaps=tuple(asdict(gap) for gap in getattr(self.source, "gaps", [])),
+            stopped_because=self.stopped_because or getattr(self.source, "stopped_because", None),
+            storage_outages=tuple(self.retrier.outages.log),
+            upload_buffer_peak_parts=c.queue_high_water.get("parts", 0),
+            audio_error=getattr(self.source, "audio_error", None),
+            microphone_dropped_chunks=getattr(self.source, "dropped_audio_chunks", 0),
+            upload_retries=c.upload_retries,
+            status=status,
+            error=error,
+            video=VideoRecord(
+                key=self.video_key,
+                parts=c.parts,
+                bytes=upload.bytes_sent if upload else 0,
+                sha256=upload.sha256 if upload and status == "complete" else None,
+            ),
+            retention_until=self.tags["retention-until"],
+        )
 
-    def _write_manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> dict:
+    def _write_manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> Manifest:
         manifest = self.manifest(status, error, upload)
         put_manifest(self.client, self.storage, self.location.bucket, self.manifest_key, manifest, self.tags, self.retrier)
         return manifest

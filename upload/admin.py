@@ -7,7 +7,6 @@ memory when frames need counting or checksums need checking.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -16,7 +15,7 @@ import av
 from botocore.exceptions import BotoCoreError, ClientError
 
 from upload.errors import UploadError
-from upload.manifest import put_manifest
+from upload.manifest import Manifest, Recovery, VideoRecord, find_manifest, put_manifest
 from upload.storage import StorageSettings, explain
 
 log = logging.getLogger(__name__)
@@ -115,18 +114,9 @@ def _uploads(client, bucket: str, prefix: str) -> list[dict]:
     return uploads
 
 
-def _read_manifest(client, bucket: str, key: str) -> dict | None:
-    try:
-        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except ClientError as err:
-        if err.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-            return None
-        raise
-
-
-def _retention_tags(manifest: dict | None, started: datetime | None = None) -> dict[str, str]:
-    if manifest and manifest.get("retention_until"):
-        return {"retention-until": manifest["retention_until"], "keep": "false"}
+def _retention_tags(manifest: Manifest | None, started: datetime | None = None) -> dict[str, str]:
+    if manifest and manifest.retention_until:
+        return {"retention-until": manifest.retention_until, "keep": "false"}
     from datetime import timedelta
 
     until = ((started or datetime.now(timezone.utc)) + timedelta(days=RETENTION_DAYS)).strftime("%Y-%m-%d")
@@ -175,7 +165,7 @@ def _recover_one(client, settings: StorageSettings, bucket: str, key: str, uploa
         usable.append(part)
     folder = key[: -len("/video.mp4")]
     manifest_key = f"{folder}/manifest.json"
-    manifest = _read_manifest(client, bucket, manifest_key)
+    manifest = find_manifest(client, bucket, manifest_key)
     recording_id = folder.rsplit("/", 1)[-1]
     if not usable:
         client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
@@ -189,26 +179,24 @@ def _recover_one(client, settings: StorageSettings, bucket: str, key: str, uploa
         )
         check = inspect_video(client, settings, bucket, key)
         status, error = "recovered", check.error
-    updated = dict(manifest or {"recording_id": recording_id})
-    updated.pop("schema", None)
-    updated.update(
+    updated = (manifest or Manifest(recording_id=recording_id, status=status)).changed(
         status=status,
-        error=error if status == "failed" else (manifest or {}).get("error"),
+        error=error if status == "failed" else (manifest.error if manifest else None),
         recovered_at=_now(),
         frames_out=check.frames if check else 0,
-        recovery={
-            "parts_found": len(parts),
-            "parts_used": len(usable),
-            "frames": check.frames if check else 0,
-            "seconds": check.seconds if check else 0,
-            "decode_error": check.error if check else None,
-        },
-        video={
-            "key": key,
-            "parts": len(usable),
-            "bytes": check.size if check else 0,
-            "sha256": check.sha256 if check else None,
-        },
+        recovery=Recovery(
+            parts_found=len(parts),
+            parts_used=len(usable),
+            frames=check.frames if check else 0,
+            seconds=check.seconds if check else 0,
+            decode_error=check.error if check else None,
+        ),
+        video=VideoRecord(
+            key=key,
+            parts=len(usable),
+            bytes=check.size if check else 0,
+            sha256=check.sha256 if check else None,
+        ),
     )
     put_manifest(client, settings, bucket, manifest_key, updated, _retention_tags(manifest))
     return {
@@ -229,25 +217,25 @@ def _recover_one(client, settings: StorageSettings, bucket: str, key: str, uploa
 def verify(client, settings: StorageSettings, bucket: str, keys: RecordingKeys) -> dict:
     """Checks the video against its manifest: size, SHA-256 and frame count."""
     try:
-        manifest = _read_manifest(client, bucket, keys.manifest)
+        manifest = find_manifest(client, bucket, keys.manifest)
     except (ClientError, BotoCoreError) as err:
         raise explain(err, settings, bucket, "read the manifest") from err
     if manifest is None:
         raise UploadError(f"Recording {keys.recording_id} has no manifest; its video cannot be verified.")
-    video = manifest.get("video") or {}
-    if not video.get("sha256"):
+    video = manifest.video
+    if not video.sha256:
         raise UploadError(
-            f"Recording {keys.recording_id} is {manifest.get('status')} and has no checksum to verify; "
+            f"Recording {keys.recording_id} is {manifest.status} and has no checksum to verify; "
             "`classcap storage recover` completes interrupted recordings."
         )
     check = inspect_video(client, settings, bucket, keys.video)
     problems = []
-    if check.size != video.get("bytes"):
-        problems.append(f"size {check.size} bytes, manifest says {video.get('bytes')}")
-    if check.sha256 != video["sha256"]:
+    if check.size != video.bytes:
+        problems.append(f"size {check.size} bytes, manifest says {video.bytes}")
+    if check.sha256 != video.sha256:
         problems.append("SHA-256 differs from the manifest's")
-    if check.frames != manifest.get("frames_out"):
-        problems.append(f"{check.frames} frames, manifest says {manifest.get('frames_out')}")
+    if check.frames != manifest.frames_out:
+        problems.append(f"{check.frames} frames, manifest says {manifest.frames_out}")
     if check.error:
         problems.append(check.error)
     return {

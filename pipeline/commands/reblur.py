@@ -42,9 +42,9 @@ def reblur_command(args) -> int:
     todo, rows = [], []
     for key in keys:
         manifest = get_manifest(client, location.bucket, key)
-        stranded = (manifest.get("video") or {}).get("key", "").endswith("/" + NEXT)
-        if not args.force and not stranded and manifest.get("gallery_version") == gallery.version:
-            rows.append({"recording_id": manifest.get("recording_id"), "status": "skipped",
+        stranded = manifest.video.key.endswith("/" + NEXT)
+        if not args.force and not stranded and manifest.gallery_version == gallery.version:
+            rows.append({"recording_id": manifest.recording_id, "status": "skipped",
                          "reason": "already blurred with the current gallery", "frames": 0, "faces_redacted": 0})
         else:
             todo.append(key)

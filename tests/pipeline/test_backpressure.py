@@ -86,7 +86,7 @@ def test_slow_storage_makes_the_file_source_wait(seaweed, bucket):
         client.gate.set()
         runner.join(timeout=120)
     # and once storage moves again, every frame arrives and no queue ever exceeded its size
-    assert result["r"].manifest["frames_out"] == 300
+    assert result["r"].manifest.frames_out == 300
     hw = recording.counters.queue_high_water
     assert hw["raw"] <= config.raw_queue and hw["redacted"] <= config.redacted_queue and hw["parts"] <= config.parts_in_flight
     fragment_bytes = recording.counters.part_buffer_peak_bytes - config.part_size

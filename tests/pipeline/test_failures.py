@@ -74,7 +74,7 @@ def test_a_failing_upload_stops_the_recording_aborts_it_and_records_why(seaweed,
     assert keys == [recording.manifest_key]
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     manifest = get_manifest(s3, bucket, recording.manifest_key)
-    assert manifest["status"] == "failed" and "injected" in manifest["error"]
+    assert manifest.status == "failed" and "injected" in manifest.error
 
 
 class ExpiringCredentials(FailingPart):
@@ -105,7 +105,7 @@ def test_an_expired_credential_mid_recording_is_one_sentence_not_a_retry_loop(se
     assert time.monotonic() - started < 60, "a refused credential is not waited out like an outage"
     assert "\n" not in str(err.value) and str(err.value).endswith("check the access key and secret.")
     manifest = get_manifest(s3, bucket, recording.manifest_key)
-    assert manifest["status"] == "failed" and "ExpiredToken" in manifest["error"]
+    assert manifest.status == "failed" and "ExpiredToken" in manifest.error
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
