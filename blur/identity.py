@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from blur.errors import ModelError, PrivacyError
+from blur.errors import ModelError, ModelMissing, PrivacyError
 from blur.models import sha256_of
 from blur.types import Box
 
@@ -89,7 +89,7 @@ def _model_dir() -> Path:
 def _checked_path(name: str) -> Path:
     path = _model_dir() / name
     if not path.is_file():
-        raise ModelError(
+        raise ModelMissing(
             f"Model {name} is missing from {path.parent}; reinstall face_recognition_models (`make setup`)."
         )
     actual = sha256_of(path)

@@ -16,7 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from blur.errors import ModelError
+from blur.errors import ModelError, ModelMissing
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def model_path(name: str, cache_dir: Path | None = None) -> Path:
     model = MODELS[name]
     path = (cache_dir or default_cache_dir()) / name
     if not path.is_file():
-        raise ModelError(f"Model {name} is not provisioned in {path.parent}; run `make setup` (or `python -m blur.models`).")
+        raise ModelMissing(f"Model {name} is not provisioned in {path.parent}; run `make setup` (or `python -m blur.models`).")
     actual = sha256_of(path)
     if actual != model.sha256:
         raise ModelError(

@@ -10,7 +10,7 @@ from typing import BinaryIO
 
 import av
 
-from capture.errors import CaptureError
+from capture.errors import CaptureError, InputNotFound
 from capture.types import AudioChunk, Frame, SourceInfo
 
 
@@ -28,7 +28,7 @@ class FileSource:
         else:
             self.path = Path(path)
             if not self.path.exists():
-                raise CaptureError(f"Input file {self.path} does not exist.")
+                raise InputNotFound(f"Input file {self.path} does not exist.")
             if not self.path.is_file():
                 raise CaptureError(f"Input {self.path} is not a regular file.")
             source = str(self.path)

@@ -11,14 +11,9 @@ import argparse
 import logging
 import sys
 
-from blur.errors import PrivacyError
-from capture.errors import CaptureError
+from classcap.errors import ClasscapError
 from pipeline.commands import (bench, cameras, demo, doctor, evaluation, gallery, models, process, reblur, record,
                                station, storage)
-from pipeline.config import ConfigError
-from upload.errors import UploadError
-
-EXPECTED_ERRORS = (CaptureError, PrivacyError, UploadError, ConfigError)
 OUR_PACKAGES = ("capture", "blur", "upload", "pipeline", "fixtures")
 
 # in the order `classcap --help` lists them
@@ -41,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(package).setLevel(logging.DEBUG)
     try:
         return args.run(args) or 0
-    except EXPECTED_ERRORS as err:
+    except ClasscapError as err:  # what a user can act on: capture, privacy, upload, config
         print(f"classcap: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from blur.policy import parse_policy
+from classcap.errors import ClasscapError
 from upload.admin import RETENTION_DAYS
 from upload.fragments import MIN_PART_SIZE
 
 
-class ConfigError(Exception):
+class ConfigError(ClasscapError, ValueError):
     """The command line or the station config asks for something impossible; one clear sentence."""
 
 

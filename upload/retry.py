@@ -22,7 +22,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from upload.errors import UploadError
+from upload.errors import StorageUnreachable, UploadError
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Retrier:
                     log.warning("storage unreachable while trying to %s (%s); retrying", action, err)
                 if now - started >= self.give_up_after_s:
                     self._end_outage(started, first_error)
-                    raise UploadError(
+                    raise StorageUnreachable(
                         f"Storage stayed unreachable for {now - started:.0f} s while trying to {action}; gave up ({err})."
                     ) from err
                 attempt += 1

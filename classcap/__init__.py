@@ -1,0 +1,5 @@
+"""What every package of classcap shares, and nothing else: the root of its errors (`classcap.errors`).
+
+It imports nothing of ours, so `capture/`, `blur/`, `upload/` and `pipeline/` can all build on it
+without importing one another.
+"""
