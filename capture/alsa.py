@@ -22,6 +22,7 @@ import av
 import numpy as np
 
 from capture.errors import CaptureError
+from capture.source import SourceBase
 from capture.types import AudioChunk, Frame
 
 log = logging.getLogger(__name__)
@@ -60,31 +61,21 @@ class AlsaMicrophone:
         self._container.close()
 
 
-class WithMicrophone:
+class WithMicrophone(SourceBase):
     """A video source (camera or test source) with the station microphone's sound added."""
 
     def __init__(self, video, microphone: AlsaMicrophone, buffer_s: float = 2.0):
         self.video, self.microphone = video, microphone
-        self.info = replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout)
+        # the camera's health (its gaps and state) is the recording's; the microphone adds to it
+        super().__init__(replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout), video.health)
         self._buffer: deque = deque(maxlen=max(4, int(buffer_s * 50)))  # ALSA periods are ~10–25 ms
         self._stop = threading.Event()  # the microphone thread's
-        self._stopping = threading.Event()  # the recording's: stop() was called
         self._thread: threading.Thread | None = None
-        self.audio_error: str | None = None
-        self.dropped_audio_chunks = 0
-
-    # the camera's reconnect figures are the recording's
-    gaps = property(lambda self: getattr(self.video, "gaps", []))
-    reconnects = property(lambda self: getattr(self.video, "reconnects", 0))
-    stopped_because = property(lambda self: getattr(self.video, "stopped_because", None))
-    skipped = property(lambda self: getattr(self.video, "skipped", 0))
 
     def stop(self) -> None:
         """Ends the recording: after the next frame, the sound up to it is handed out and iteration ends."""
-        self._stopping.set()
-        stop = getattr(self.video, "stop", None)
-        if stop:
-            stop()
+        super().stop()
+        self.video.stop()
 
     def _listen(self) -> None:
         try:
@@ -92,13 +83,13 @@ class WithMicrophone:
                 if self._stop.is_set():
                     return
                 if len(self._buffer) == self._buffer.maxlen:
-                    self.dropped_audio_chunks += 1
+                    self.health.dropped_audio_chunks += 1
                 self._buffer.append(item)
         except Exception as err:  # the lesson's video goes on; the manifest says the sound stopped
-            self.audio_error = f"The microphone {self.microphone.device!r} stopped ({err})."
-            log.error(self.audio_error)
+            self.health.audio_error = f"The microphone {self.microphone.device!r} stopped ({err})."
+            log.error(self.health.audio_error)
 
-    def __iter__(self) -> Iterator[Frame | AudioChunk]:
+    def _items(self) -> Iterator[Frame | AudioChunk]:
         rate = self.microphone.sample_rate
         tb = Fraction(1, rate)
         self._thread = threading.Thread(target=self._listen, name="microphone", daemon=True)
@@ -114,7 +105,7 @@ class WithMicrophone:
             last_video_s = float(item.pts * item.time_base)
             yield item
             yield from self._drain(origin, rate, tb)
-            if self._stopping.is_set():
+            if self.stopping:
                 break
         if origin is None:
             return

@@ -11,10 +11,11 @@ from typing import BinaryIO
 import av
 
 from capture.errors import CaptureError, InputNotFound
+from capture.source import SourceBase
 from capture.types import AudioChunk, Frame, SourceInfo
 
 
-class FileSource:
+class FileSource(SourceBase):
     """Decodes video (and optionally audio) from a file, in presentation order, keeping timestamps.
 
     Opening probes the file, so a missing, non-video or unreadable file fails before anything
@@ -48,7 +49,7 @@ class FileSource:
         if not cc.width or not cc.height:
             self._container.close()
             raise CaptureError(f"Input {self.path} has a video stream without a frame size; the file is damaged.")
-        self.info = SourceInfo(
+        super().__init__(SourceInfo(
             source_id=f"file:{self.path.name}",
             width=cc.width,
             height=cc.height,
@@ -58,18 +59,21 @@ class FileSource:
             audio_rate=self._audio.rate if self._audio else None,
             audio_layout=self._audio.layout.name if self._audio else None,
             live=False,
-        )
-
+        ))
         self._last_pts: int | None = None
         rate = self.info.frame_rate or Fraction(30)
         self._tick = max(1, round(1 / (rate * self.info.time_base)))  # one frame's duration in pts units
         self.repaired_timestamps = 0
 
-    def __iter__(self) -> Iterator[Frame | AudioChunk]:
+    def _items(self) -> Iterator[Frame | AudioChunk]:
+        """The file's frames and sound; after `stop()` (the teacher pressed stop, SIGINT) it ends
+        at the next packet, and what was handed out is kept."""
         streams = [self._video] + ([self._audio] if self._audio else [])
         decoded = 0
         try:
             for packet in self._container.demux(*streams):
+                if self.stopping:
+                    return
                 for frame in packet.decode():
                     if packet.stream is self._video:
                         decoded += 1

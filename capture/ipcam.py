@@ -24,13 +24,14 @@ import av
 from av.codec.context import Flags2
 
 from capture.errors import CameraDisconnected, CaptureError
+from capture.source import SourceBase
 from capture.types import Frame, SourceInfo
 
 TIME_BASE = Fraction(1, 90000)
 _UNREACHABLE = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET, errno.EIO}
 
 
-class IpCameraSource:
+class IpCameraSource(SourceBase):
     """Opens `url` (rtsp://, http:// or https:// multipart MJPEG) and yields its frames as RGB."""
 
     def __init__(self, url: str, timeout_s: float = 5.0):
@@ -67,7 +68,7 @@ class IpCameraSource:
         # FFmpeg's RTSP demuxer can hand over a frame's H.264 slices as separate packets (seen
         # with GStreamer servers and multi-slice encoders); "chunks" lets the decoder join them.
         self._video.codec_context.flags2 |= Flags2.chunks
-        self.info = SourceInfo(
+        info = SourceInfo(
             source_id=self.source_id,
             width=cc.width,
             height=cc.height,
@@ -78,14 +79,17 @@ class IpCameraSource:
             audio_layout=None,
             live=True,
         )
+        super().__init__(info)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _items(self) -> Iterator[Frame]:
         if self._container is None:
             raise CaptureError(f"The camera at {self.host} was closed.")
         t0, last_pts, delivered = None, -1, 0
         try:
             asked = time.monotonic()
             for packet in self._container.demux(self._video):
+                if self.stopping:
+                    return
                 # A read that timed out may first hand back the frame FFmpeg's parser still held,
                 # and wait a second `timeout_s` before failing: the wait itself is the verdict.
                 if time.monotonic() - asked >= self.timeout_s:

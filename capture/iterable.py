@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 
+from capture.source import SourceBase
 from capture.types import AudioChunk, Frame, SourceInfo
 
 
-class IterableSource:
+class IterableSource(SourceBase):
     def __init__(self, info: SourceInfo, items: Iterable[Frame | AudioChunk], on_close: Callable[[], None] | None = None):
-        self.info = info
-        self._items = items
+        super().__init__(info)
+        self._given = items
         self._on_close = on_close
 
-    def __iter__(self) -> Iterator[Frame | AudioChunk]:
-        return iter(self._items)
+    def _items(self) -> Iterator[Frame | AudioChunk]:
+        for item in self._given:
+            if self.stopping:
+                return
+            yield item
 
     def close(self) -> None:
         if self._on_close:

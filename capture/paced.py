@@ -11,10 +11,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 
+from capture.source import SourceBase
 from capture.types import AudioChunk, Frame
 
 
-class PacedSource:
+class PacedSource(SourceBase):
     """A camera's clock: a frame comes out at its time. A camera queues a few frames (V4L2 drivers
     keep about four buffers), so a frame up to `queued` intervals late is still delivered; one
     later than that (the source could not produce it in time) is skipped and counted, as a
@@ -24,12 +25,15 @@ class PacedSource:
 
     def __init__(self, source):
         self._source = source
-        self.info = replace(source.info, live=True, source_id=f"paced:{source.info.source_id}")
-        self.skipped = 0
+        super().__init__(replace(source.info, live=True, source_id=f"paced:{source.info.source_id}"), source.health)
         rate = source.info.frame_rate or 30
         self._interval = 1 / float(rate)
 
-    def __iter__(self) -> Iterator[Frame | AudioChunk]:
+    def stop(self) -> None:
+        super().stop()
+        self._source.stop()
+
+    def _items(self) -> Iterator[Frame | AudioChunk]:
         start = None
         for item in self._source:
             if isinstance(item, Frame):
@@ -40,7 +44,7 @@ class PacedSource:
                 if delay > 0:
                     time.sleep(delay)
                 elif -delay > self.queued * self._interval:
-                    self.skipped += 1
+                    self.health.skipped += 1
                     continue
                 item = replace(item, captured_at=time.monotonic(), source_id=self.info.source_id)
             yield item

@@ -12,16 +12,16 @@ rate), and each gap is listed with its UTC start and end. A camera that stays aw
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from fractions import Fraction
 
 import cv2
 
 from capture.errors import CameraDisconnected, CaptureError
+from capture.source import Gap, SourceBase, SourceState
+from classcap.clock import utc_stamp
 from capture.types import Frame
 
 log = logging.getLogger(__name__)
@@ -29,16 +29,9 @@ log = logging.getLogger(__name__)
 TIME_BASE = Fraction(1, 90000)
 
 
-@dataclass
-class Gap:
-    started_at: str
-    ended_at: str | None  # None: the camera never came back
-    seconds: float
-    reason: str
-
-
-class ReconnectingSource:
-    """Wraps `open_camera()` (returns a live source) and hides disconnects behind retries."""
+class ReconnectingSource(SourceBase):
+    """Wraps `open_camera()` (returns a live source) and hides disconnects behind retries; its
+    health lists each gap and is `reconnecting` while it waits for the camera."""
 
     def __init__(
         self,
@@ -51,27 +44,16 @@ class ReconnectingSource:
         self.give_up_after_s = give_up_after_s
         self.backoff_s, self.max_backoff_s = backoff_s, max_backoff_s
         self._camera = open_camera()  # not retried: see the module doc
-        first = self._camera.info
-        self.info = replace(first, time_base=TIME_BASE, live=True)
-        self.gaps: list[Gap] = []
-        self.stopped_because: str | None = None
-        self._stop = threading.Event()
+        super().__init__(replace(self._camera.info, time_base=TIME_BASE, live=True))
 
-    @property
-    def reconnects(self) -> int:
-        return sum(1 for gap in self.gaps if gap.ended_at is not None)
-
-    def stop(self) -> None:
-        """Ends the iteration at the next frame or during a wait for the camera (any thread)."""
-        self._stop.set()
-
-    def __iter__(self) -> Iterator[Frame]:
+    def _items(self) -> Iterator[Frame]:
+        """Ends at the next frame after `stop()`, or at once during a wait for the camera."""
         t0: float | None = None
         last_pts = -1
-        while not self._stop.is_set():
+        while not self.stopping:
             try:
                 for item in self._camera:
-                    if self._stop.is_set():
+                    if self.stopping:
                         return
                     if not isinstance(item, Frame):
                         continue  # cameras' own audio is not used; the station's microphone is
@@ -84,23 +66,25 @@ class ReconnectingSource:
             except CameraDisconnected as err:
                 reason = str(err)
             self._close_camera()
-            if self._stop.is_set() or not self._reconnect(reason):
+            if self.stopping or not self._reconnect(reason):
                 return
 
     def _reconnect(self, reason: str) -> bool:
-        started, started_utc = time.monotonic(), _utc_now()
+        started, started_utc = time.monotonic(), utc_stamp()
         log.warning("camera %s lost (%s); reconnecting", self.info.source_id, reason)
+        health = self.health
+        health.state = SourceState.RECONNECTING
         wait = self.backoff_s
         while True:
             remaining = self.give_up_after_s - (time.monotonic() - started)
-            if remaining <= 0 or self._stop.wait(min(wait, remaining)):
-                self.gaps.append(Gap(started_utc, None, round(time.monotonic() - started, 3), reason))
-                if not self._stop.is_set():
-                    self.stopped_because = (
+            if remaining <= 0 or self._stopping.wait(min(wait, remaining)):
+                health.gaps.append(Gap(started_utc, None, round(time.monotonic() - started, 3), reason))
+                if not self.stopping:
+                    health.stopped_because = (
                         f"The camera {self.info.source_id} did not come back within {self.give_up_after_s:g} s; "
                         "the recording was finished with what was captured."
                     )
-                    log.error(self.stopped_because)
+                    log.error(health.stopped_because)
                 return False
             wait = min(wait * 2, self.max_backoff_s)
             try:
@@ -108,7 +92,7 @@ class ReconnectingSource:
             except CaptureError as err:
                 log.info("camera %s not back yet: %s", self.info.source_id, err)
                 continue
-            self.gaps.append(Gap(started_utc, _utc_now(), round(time.monotonic() - started, 3), reason))
+            health.gaps.append(Gap(started_utc, utc_stamp(), round(time.monotonic() - started, 3), reason))
             log.warning("camera %s is back after %.1f s", self.info.source_id, time.monotonic() - started)
             return True
 
@@ -128,9 +112,5 @@ class ReconnectingSource:
                 log.debug("closing the lost camera failed: %s", err)
 
     def close(self) -> None:
-        self._stop.set()
+        self.stop()
         self._close_camera()
-
-
-def _utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 
 from capture.errors import CameraDisconnected, CaptureError
+from capture.source import SourceBase
 from capture.types import Frame, SourceInfo
 
 TIME_BASE = Fraction(1, 90000)
@@ -83,7 +84,7 @@ def find_usb_camera(spec: str, sysfs: str | Path = "/sys", dev: str | Path = "/d
     return matches[0]
 
 
-class UsbSource:
+class UsbSource(SourceBase):
     """Live frames from a USB camera at a fixed size, as RGB arrays in memory.
 
     Opening fails (CaptureError) when the camera is busy or cannot deliver the requested size;
@@ -114,7 +115,7 @@ class UsbSource:
         if actual != (width, height):
             self.close()
             raise CaptureError(f"{self._label} cannot deliver {width}×{height}; it offers {actual[0]}×{actual[1]}.")
-        self.info = SourceInfo(
+        info = SourceInfo(
             source_id=camera.camera_id,
             width=width,
             height=height,
@@ -125,12 +126,13 @@ class UsbSource:
             audio_layout=None,
             live=True,
         )
+        super().__init__(info)
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _items(self) -> Iterator[Frame]:
         t0 = None
         last_pts = -1
         delivered = 0
-        while True:
+        while not self.stopping:
             ok, bgr = self._capture.read()
             if not ok or bgr is None:
                 if self._closed:  # closed from another thread to stop the capture

@@ -12,7 +12,9 @@ import logging
 import time
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, StateSetMetricFamily
+
+from capture.source import SourceState
 
 LOG_CONTEXT: dict[str, str] = {}  # station, recording_id: set by the composition root
 
@@ -48,9 +50,12 @@ class RecordingCollector:
             ("classcap_fail_closed_frames", "Frames redacted whole or with every face hidden (fail closed)", c.fail_closed_frames),
             ("classcap_upload_retries", "Storage calls retried", r.retrier.outages.retries),
             ("classcap_parts_uploaded", "Multipart parts uploaded", c.parts),
-            ("classcap_reconnects", "Camera reconnects", getattr(r.source, "reconnects", 0)),
+            ("classcap_reconnects", "Camera reconnects", r.source.health.reconnects),
         ):
             yield CounterMetricFamily(name, help_text, value=value)
+        state = r.source.health.state
+        yield StateSetMetricFamily("classcap_source_state", "The camera's state: starting, running, reconnecting, ended, failed",
+                                   value={s.value: s is state for s in SourceState})
         policy = r.engine.policy
         backlog = sum(t.outstanding for t in getattr(policy, "tracks", {}).values())
         yield GaugeMetricFamily("classcap_identity_backlog", "Face chips waiting for the identity worker", value=backlog)

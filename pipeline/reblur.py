@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from pipeline.recording import sentence as _sentence, utc_stamp
+from classcap.clock import utc_stamp
+from pipeline.recording import sentence as _sentence
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The composition root of one recording: source → privacy → encoder → part buffer → S3.
 
-Each stage is a thread owned by a Supervisor and joined by bounded queues; this module is the
-only place that knows about all of them.
+Each stage (`pipeline.stream`) is a thread owned by a Supervisor and joined by bounded queues;
+this module is the only place that knows about all of them, and writes the manifest.
 """
 
 from __future__ import annotations
@@ -9,63 +9,24 @@ from __future__ import annotations
 import logging
 import secrets
 import threading
-import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
 
 from blur.engine import PrivacyEngine
-from capture.types import AudioChunk, Frame, SourceInfo
+from capture.source import Source
+from classcap.clock import utc_stamp
+from capture.types import SourceInfo
 from pipeline.config import Placement, PipelineConfig
-from pipeline.stages import END, Backpressure, Supervisor
-from upload.encoder import EncoderSettings, FragmentedMP4Encoder
-from upload.fragments import FragmentBuffer
+from pipeline.stages import Supervisor
+from pipeline.stream import Counters, EncodeStage, ReadStage, RedactStage, SendStage
+from upload.admin import retention_tags
+from upload.encoder import EncoderSettings
 from upload.manifest import Manifest, VideoRecord, put_manifest
 from upload.multipart import MultipartUpload
 from upload.retry import Retrier
 from upload.storage import S3Location, StorageSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Counters:
-    frames_in: int = 0
-    frames_out: int = 0
-    dropped_frames: int = 0
-    dropped_audio_chunks: int = 0
-    faces_detected: int = 0
-    faces_redacted: int = 0
-    fail_closed_frames: int = 0
-    upload_retries: int = 0
-    parts: int = 0
-    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=20_000), repr=False)
-    queue_high_water: dict = field(default_factory=dict)
-    part_buffer_peak_bytes: int = 0
-    # where the time goes: seconds each stage spent working (not waiting on its queues), and
-    # the span from the first frame captured to the last one encoded (sustained rate)
-    privacy_busy_s: float = 0.0
-    encode_busy_s: float = 0.0
-    first_captured_at: float | None = None
-    last_encoded_at: float | None = None
-
-    @property
-    def sustained_fps(self) -> float | None:
-        if self.first_captured_at is None or self.last_encoded_at is None or self.frames_out < 2:
-            return None
-        return round(self.frames_out / max(self.last_encoded_at - self.first_captured_at, 1e-9), 2)
-
-    def figures(self) -> dict:
-        values = {k: v for k, v in asdict(self).items() if k != "latencies_ms"}
-        values["sustained_fps"] = self.sustained_fps
-        if self.frames_out:
-            values["privacy_ms_per_frame"] = round(self.privacy_busy_s * 1000 / self.frames_out, 1)
-            values["encode_ms_per_frame"] = round(self.encode_busy_s * 1000 / self.frames_out, 1)
-        if self.latencies_ms:
-            ordered = sorted(self.latencies_ms)
-            values["latency_p50_ms"] = round(ordered[len(ordered) // 2], 1)
-            values["latency_p99_ms"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 1)
-        return values
 
 
 @dataclass(frozen=True)
@@ -86,7 +47,7 @@ class Recording:
 
     def __init__(
         self,
-        source,  # iterable of Frame | AudioChunk with .info: SourceInfo and .close()
+        source: Source,
         engine: PrivacyEngine,
         client,
         storage: StorageSettings,
@@ -125,19 +86,18 @@ class Recording:
             self.recording_id, self.video_key = into
             folder = self.video_key.rsplit("/", 1)[0]
         self.manifest_key = f"{folder}/manifest.json"
-        retention = (self.started + timedelta(days=config.retention_days)).strftime("%Y-%m-%d")
-        # keep=false: the bucket's lifecycle rule expires the recording; `storage keep` flips it
-        self.tags = {"retention-until": retention, "keep": "false"}
+        self.tags = retention_tags(self.started, config.retention_days)
         # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.
         self.retrier = Retrier(give_up_after_s=config.outage_give_up_s)
         self.stopped_because: str | None = None
         self._queues: dict = {}  # name → BoundedQueue while the recording runs (for metrics)
+        self._supervisor: Supervisor | None = None
 
     def dropped_frames(self) -> int:
         raw = self._queues.get("raw")
         if raw is None:
             return self.counters.dropped_frames
-        return raw.dropped_by_kind["Frame"] + getattr(self.source, "skipped", 0)
+        return raw.dropped_by_kind["Frame"] + self.source.health.skipped
 
     def upload_buffer_bytes(self) -> int:
         parts = self._queues.get("parts")
@@ -147,9 +107,10 @@ class Recording:
         """End the recording cleanly (stop button, SIGINT, SIGTERM, duration): everything already
         captured is blurred, encoded and uploaded, and the manifest is completed."""
         self._finish.set()
-        stop = getattr(self.source, "stop", None)
-        if stop is not None:  # a camera being waited for after a disconnect stops waiting
-            stop()
+        if self._supervisor is not None:
+            self._supervisor.finish()  # it stops the source, which ends after what it holds
+        else:
+            self.source.stop()
 
     # -- the run
     def run(self) -> RecordingResult:
@@ -189,104 +150,30 @@ class Recording:
         redacted = sup.queue("redacted", cfg.redacted_queue)
         parts = sup.queue("parts", cfg.parts_in_flight)
         self._queues = {"raw": raw, "redacted": redacted, "parts": parts}
-        backpressure = Backpressure.DROP_OLDEST if self.info.live else Backpressure.WAIT
         keep_audio = cfg.audio == "keep" and self.info.audio_rate is not None
 
-        def read_source() -> None:
-            stops_itself = hasattr(self.source, "stop")  # told by finish(); ends after handing out what it holds
-            for item in self.source:
-                if self._finish.is_set() and not stops_itself:
-                    break  # the teacher pressed stop: what was captured is encoded and kept
-                if isinstance(item, Frame):
-                    c.frames_in += 1
-                elif not keep_audio:
-                    continue
-                raw.put(item, backpressure)
-            raw.put(END)
-
-        def redact() -> None:
-            # The engine may hold a few frames until a later anchor frame has been searched;
-            # audio that arrives meanwhile waits with them so the streams stay in order.
-            held_audio: list[AudioChunk] = []
-
-            def hand_on(ready) -> None:
-                for _image, frame, report in ready:
-                    c.faces_detected += report.faces_detected
-                    c.faces_redacted += report.faces_redacted
-                    c.fail_closed_frames += report.fail_closed
-                    redacted.put(frame)
-                if ready:
-                    for chunk in held_audio:
-                        redacted.put(chunk)
-                    held_audio.clear()
-
-            while (item := raw.get()) is not END:
-                if isinstance(item, Frame):
-                    if c.first_captured_at is None:
-                        c.first_captured_at = item.captured_at
-                    began = time.monotonic()
-                    ready = self.engine.push(item.image, item)
-                    c.privacy_busy_s += time.monotonic() - began
-                    hand_on(ready)
-                else:
-                    held_audio.append(item)
-            hand_on(self.engine.flush())
-            for chunk in held_audio:
-                redacted.put(chunk)
-            redacted.put(END)
-
-        def hand_part(part) -> None:
-            if self.info.live and parts.qsize() >= parts.maxsize and not self._finish.is_set():
-                # A camera cannot wait: with the buffer full, stop capturing and keep what is held.
-                self.stopped_because = (
-                    f"Storage was unreachable for {self.retrier.outages.unreachable_for:.0f} s and the station's upload "
+        def why_full() -> str:
+            return (f"Storage was unreachable for {self.retrier.outages.unreachable_for:.0f} s and the station's upload "
                     f"buffer ({parts.maxsize * cfg.part_size // 2**20} MiB) filled, so the recording was stopped; "
-                    "everything captured before that was kept."
-                )
-                log.error(self.stopped_because)
-                self.finish()
-            parts.put(part)
+                    "everything captured before that was kept.")
 
-        def encode() -> None:
-            buffer = FragmentBuffer(hand_part, cfg.part_size)
-            encoder = FragmentedMP4Encoder(buffer, self._encoder_settings(keep_audio))
-            try:
-                while (item := redacted.get()) is not END:
-                    if isinstance(item, AudioChunk):
-                        encoder.encode_audio(item.samples, item.pts, item.time_base, item.sample_rate, item.layout)
-                        continue
-                    if self.on_redacted:
-                        self.on_redacted(item)
-                    began = time.monotonic()
-                    encoder.encode_video(item.image, item.pts)  # zerolatency: its packet is in the part buffer now
-                    c.last_encoded_at = time.monotonic()
-                    c.encode_busy_s += c.last_encoded_at - began
-                    c.latencies_ms.append((c.last_encoded_at - item.captured_at) * 1000)
-                    c.frames_out = encoder.frames_encoded
-                    if self.on_progress:
-                        self.on_progress(c)
-                encoder.close()  # hands the last part to the queue
-            except BaseException:
-                encoder.abort()
-                raise
-            finally:
-                c.part_buffer_peak_bytes = buffer.peak_bytes
-            parts.put(END)
-
-        def send() -> None:
-            while (part := parts.get()) is not END:
-                upload.put(part)
-                c.parts += 1
-
-        sup.spawn("source", read_source)
-        sup.spawn("privacy", redact)
+        encode = EncodeStage(redacted, parts, self._encoder_settings(keep_audio), cfg.part_size, c, sup,
+                             live=self.info.live, why_full=why_full, on_redacted=self.on_redacted,
+                             on_progress=self.on_progress)
+        sup.on_finish(self.source.stop)
+        self._supervisor = sup
+        if self._finish.is_set():  # stopped before it began
+            sup.finish()
+        sup.spawn("source", ReadStage(self.source, raw, c, keep_audio))
+        sup.spawn("privacy", RedactStage(self.engine, raw, redacted, c))
         sup.spawn("encode", encode)
-        sup.spawn("upload", send)
+        sup.spawn("upload", SendStage(parts, upload, c))
         try:
             sup.join()
         finally:
+            self.stopped_because = self.stopped_because or encode.stopped_because
             # frames a live source could not hand over in time count as captured and dropped
-            c.frames_in += getattr(self.source, "skipped", 0)
+            c.frames_in += self.source.health.skipped
             c.dropped_frames = self.dropped_frames()
             c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
@@ -311,7 +198,7 @@ class Recording:
 
     # -- the manifest
     def manifest(self, status: str, error: str | None = None, upload: MultipartUpload | None = None) -> Manifest:
-        c = self.counters
+        c, health = self.counters, self.source.health
         ended = datetime.now(timezone.utc) if status != "recording" else None
         return Manifest(
             recording_id=self.recording_id,
@@ -338,13 +225,14 @@ class Recording:
             fail_closed_frames=c.fail_closed_frames,
             identity_backlog_events=self.engine.policy.backlog_events,
             identity_timeouts=self.engine.policy.timeouts,
-            reconnects=getattr(self.source, "reconnects", 0),
-            gaps=tuple(asdict(gap) for gap in getattr(self.source, "gaps", [])),
-            stopped_because=self.stopped_because or getattr(self.source, "stopped_because", None),
+            source_state=health.state.value,
+            reconnects=health.reconnects,
+            gaps=tuple(asdict(gap) for gap in health.gaps),
+            stopped_because=self.stopped_because or health.stopped_because,
             storage_outages=tuple(self.retrier.outages.log),
             upload_buffer_peak_parts=c.queue_high_water.get("parts", 0),
-            audio_error=getattr(self.source, "audio_error", None),
-            microphone_dropped_chunks=getattr(self.source, "dropped_audio_chunks", 0),
+            audio_error=health.audio_error,
+            microphone_dropped_chunks=health.dropped_audio_chunks,
             upload_retries=c.upload_retries,
             status=status,
             error=error,
@@ -369,11 +257,6 @@ class Recording:
             self._write_manifest(status, **kwargs)
         except Exception as err:  # the original failure is the one to report
             log.error("could not record the failure in the manifest: %s", err)
-
-
-def utc_stamp(moment: datetime | None = None) -> str:
-    """A moment (default now) as the manifests write it: UTC, microseconds, a Z."""
-    return (moment or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def sentence(err: BaseException) -> str:

@@ -73,13 +73,32 @@ class BoundedQueue:
 
 
 class Supervisor:
-    """Owns the stage threads: starts them, stops them all when one fails, re-raises its error."""
+    """Owns the stage threads: starts them, stops them all when one fails, re-raises its error.
+
+    Two ways to end: `cancel()` (or a stage's error) stops every stage where it is; `finish()`
+    ends the stream cleanly, by calling what `on_finish` registered (the recording registers
+    its source's `stop`), so what was captured flows through every stage to the end.
+    """
 
     def __init__(self) -> None:
         self.stop = threading.Event()
+        self.finishing = threading.Event()
+        self._on_finish: list[Callable[[], None]] = []
         self._threads: list[threading.Thread] = []
         self._errors: list[BaseException] = []
         self._lock = threading.Lock()
+
+    def on_finish(self, do: Callable[[], None]) -> None:
+        self._on_finish.append(do)
+
+    def finish(self) -> None:
+        """End the stream cleanly (any thread; the first call acts, later ones do nothing)."""
+        with self._lock:
+            if self.finishing.is_set():
+                return
+            self.finishing.set()
+        for do in self._on_finish:
+            do()
 
     def queue(self, name: str, maxsize: int) -> BoundedQueue:
         return BoundedQueue(name, maxsize, self.stop)

@@ -85,7 +85,7 @@ class StationController:
     # -- the recording thread
     def _record(self) -> None:
         from pipeline.live import LiveRequest, plan_live, run_live
-        from pipeline.recording import utc_stamp
+        from classcap.clock import utc_stamp
 
         try:
             # the same recording `classcap record` makes: camera, microphone, buffer, metrics
@@ -139,6 +139,7 @@ class StationController:
         }
         if recording is not None:
             status["frames"] = recording.counters.frames_out
+            status["camera"] = recording.source.health.state.value
             status["recording_id"] = recording.recording_id
         if self.last_result:
             status["last_recording"] = {k: self.last_result.get(k) for k in ("recording_id", "frames_out", "video_key")}
@@ -161,8 +162,7 @@ class StationController:
                     f"memory ({waiting:.0f} MB waiting) and uploads when the connection is back.")
         if self.state == "finishing":
             return "Finishing: uploading the end of the lesson. Please wait."
-        gaps = getattr(recording.source, "gaps", [])
-        if gaps and gaps[-1].ended_at is None:
+        if recording.source.health.waiting_for_camera:
             return "The camera has stopped sending pictures; waiting for it to come back."
         return "Recording and uploading normally."
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import av
 from botocore.exceptions import BotoCoreError, ClientError
 
+from classcap.clock import utc_stamp
 from upload.errors import UploadError
 from upload.manifest import Manifest, Recovery, VideoRecord, find_manifest, put_manifest
 from upload.storage import StorageSettings, explain
@@ -114,17 +115,16 @@ def _uploads(client, bucket: str, prefix: str) -> list[dict]:
     return uploads
 
 
+def retention_tags(started: datetime, days: int = RETENTION_DAYS) -> dict[str, str]:
+    """The tags every object of a recording carries: the day it may be deleted, and keep=false
+    (the bucket's lifecycle rule expires what is not kept; `storage keep` flips it)."""
+    return {"retention-until": (started + timedelta(days=days)).strftime("%Y-%m-%d"), "keep": "false"}
+
+
 def _retention_tags(manifest: Manifest | None, started: datetime | None = None) -> dict[str, str]:
     if manifest and manifest.retention_until:
         return {"retention-until": manifest.retention_until, "keep": "false"}
-    from datetime import timedelta
-
-    until = ((started or datetime.now(timezone.utc)) + timedelta(days=RETENTION_DAYS)).strftime("%Y-%m-%d")
-    return {"retention-until": until, "keep": "false"}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return retention_tags(started or datetime.now(timezone.utc))
 
 
 # -- recover
@@ -182,7 +182,7 @@ def _recover_one(client, settings: StorageSettings, bucket: str, key: str, uploa
     updated = (manifest or Manifest(recording_id=recording_id, status=status)).changed(
         status=status,
         error=error if status == "failed" else (manifest.error if manifest else None),
-        recovered_at=_now(),
+        recovered_at=utc_stamp(),
         frames_out=check.frames if check else 0,
         recovery=Recovery(
             parts_found=len(parts),

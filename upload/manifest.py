@@ -82,6 +82,9 @@ class Manifest:
     fail_closed_frames: int | None = None
     identity_backlog_events: int | None = None
     identity_timeouts: int | None = None
+    # The source's state when this was written: running while recording; at the end ended (the
+    # file or camera ended, or was stopped) or failed. None in a recovered manifest.
+    source_state: str | None = None
     reconnects: int | None = None
     gaps: tuple[dict, ...] = ()  # the camera's outages: started_at, ended_at, seconds, reason
     stopped_because: str | None = None

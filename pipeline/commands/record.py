@@ -15,7 +15,7 @@ import threading
 from pipeline.commands.common import Progress, config_option, print_result, say
 from pipeline.config import ConfigError
 from pipeline.live import LiveRequest, plan_live, run_live
-from pipeline.recording import utc_stamp
+from classcap.clock import utc_stamp
 from pipeline.station import NOTICE, load_station
 
 

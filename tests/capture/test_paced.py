@@ -46,6 +46,6 @@ def test_a_source_slower_than_real_time_skips_late_frames_so_timestamps_follow_t
     source = PacedSource(IterableSource(info, slow_frames()))
     started = time.monotonic()
     frames = list(source)
-    assert source.skipped > 10 and len(frames) + source.skipped == 30
+    assert source.health.skipped > 10 and len(frames) + source.health.skipped == 30
     for f in frames:  # each frame's time in the video is within a frame or two of when it was captured
         assert abs(float(f.pts * f.time_base) - (f.captured_at - started)) < 0.2

@@ -62,12 +62,12 @@ def test_a_camera_that_comes_back_continues_the_same_stream_with_the_gap_in_its_
     pts = [f.pts for f in frames]
     assert pts == sorted(set(pts)), "timestamps must strictly increase across the reconnect"
     assert all(f.image.shape == (48, 64, 3) for f in frames), "a returning camera is scaled to the recording's size"
-    assert source.reconnects == 1 and len(source.gaps) == 1
-    gap = source.gaps[0]
+    assert source.health.reconnects == 1 and len(source.health.gaps) == 1
+    gap = source.health.gaps[0]
     assert gap.ended_at is not None and gap.seconds >= 0.05 + 0.1  # two failed reopens with backoff
     jump = (pts[10] - pts[9]) * source.info.time_base
     assert jump >= Fraction(gap.seconds) * Fraction(9, 10), "the video's clock shows the time the camera was away"
-    assert source.stopped_because is None
+    assert source.health.stopped_because is None
 
 
 def test_a_camera_that_never_returns_ends_the_recording_cleanly_after_the_configured_time():
@@ -77,8 +77,8 @@ def test_a_camera_that_never_returns_ends_the_recording_cleanly_after_the_config
     waited = time.monotonic() - started
     assert len(frames) == 5
     assert 0.5 <= waited < 3
-    assert source.reconnects == 0 and source.gaps[0].ended_at is None
-    assert "did not come back within 0.5 s" in source.stopped_because
+    assert source.health.reconnects == 0 and source.health.gaps[0].ended_at is None
+    assert "did not come back within 0.5 s" in source.health.stopped_because
 
 
 def test_stopping_while_waiting_for_the_camera_ends_at_once():
@@ -87,7 +87,7 @@ def test_stopping_while_waiting_for_the_camera_ends_at_once():
     started = time.monotonic()
     assert len(list(source)) == 3
     assert time.monotonic() - started < 2
-    assert source.stopped_because is None  # stopped by the teacher, not given up
+    assert source.health.stopped_because is None  # stopped by the teacher, not given up
 
 
 def test_a_camera_that_cannot_be_opened_at_all_is_reported_not_retried():

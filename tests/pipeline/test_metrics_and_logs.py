@@ -11,6 +11,8 @@ import pytest
 from conftest import CLASSCAP, metric, metrics_url, read_metrics, storage_env
 from fixtures.camera_servers import MjpegServer
 
+STATE = 'classcap_source_state{classcap_source_state="%s"}'  # the camera's state, one series a state
+
 
 @pytest.mark.slow
 def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_data(seaweed, bucket, s3, tmp_path):
@@ -38,8 +40,11 @@ def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_
             second = read_metrics(url)
             assert metric(second, "classcap_frames_out") > metric(first, "classcap_frames_out")
             assert metric(second, "classcap_fps_out") > 5
+            assert metric(second, STATE % "running") == 1 and metric(second, STATE % "reconnecting") == 0
             camera.stop()
             time.sleep(3)
+            away = read_metrics(url)
+            assert metric(away, STATE % "reconnecting") == 1 and metric(away, STATE % "running") == 0
             camera.start()
             time.sleep(4)
             station.send_signal(signal.SIGTERM)
@@ -55,6 +60,8 @@ def test_metrics_are_served_on_loopback_and_logs_are_json_lines_without_student_
     for entry in logs:
         assert entry["station"] == "st-4" and entry["recording_id"] == result["recording_id"]
         assert {"time", "level", "logger", "event"} <= set(entry)
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=result["manifest_key"])["Body"].read())
+    assert manifest["source_state"] == "ended" and manifest["gaps"], "the camera ended, after its drop-out"
 
 
 @pytest.mark.slow
