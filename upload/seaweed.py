@@ -78,6 +78,11 @@ class SeaweedServer:
         return f"http://{self.host}:{self.port}"
 
     @property
+    def filer_url(self) -> str:
+        """The filer's HTTP address: what an object is beneath S3 (its TTL, say), for diagnosis."""
+        return f"http://{self.host}:{self._ports[_PORT_FLAGS.index('filer.port')]}"
+
+    @property
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
