@@ -1,16 +1,19 @@
-"""Bounded memory: a slow storage sink makes a file source wait; nothing piles up in memory."""
+"""Bounded memory: a slow storage sink makes a file source wait; nothing piles up in memory; a
+recording's peak memory does not grow with its length."""
 
 import threading
 import time
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 from blur.engine import PrivacyEngine
 from blur.policy import FacePolicy
 from blur.types import Box, Detection
 from capture.iterable import IterableSource
 from capture.types import Frame, SourceInfo
+from conftest import CLASSCAP, storage_env
 from pipeline.config import Placement, PipelineConfig
 from pipeline.recording import Recording
 from upload.storage import S3Location, StorageSettings, make_client
@@ -143,3 +146,32 @@ def test_the_memory_bound_covers_the_frames_the_engine_holds_in_batch_work():
     frame, fragment = 1280 * 720 * 3, 1_000_000
     frames_in_bound = (config.memory_bound(1280, 720, fragment) - fragment - 4 * config.part_size) // frame
     assert frames_in_bound >= config.raw_queue + config.redacted_queue + 3 + engine.max_held_frames
+
+
+def peak_rss_mb(command: list[str], env: dict) -> float:
+    """The peak resident memory of one run of `command`, as the kernel counted it (ru_maxrss of
+    a wrapper's only child)."""
+    import json
+    import subprocess
+    import sys
+
+    wrapper = ("import json, resource, subprocess, sys; done = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+               "print(json.dumps([done.returncode, done.stderr[-2000:], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))")
+    out = subprocess.run([sys.executable, "-c", wrapper, *command], env=env, capture_output=True, text=True, timeout=300)
+    code, stderr, kib = json.loads(out.stdout.strip().splitlines()[-1])
+    assert code == 0, stderr
+    return kib / 1024
+
+
+@pytest.mark.slow
+def test_a_recording_s_peak_memory_stays_flat_as_it_runs_longer_and_under_a_gibibyte(seaweed, bucket):
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+
+    def record(seconds):
+        return peak_rss_mb([*CLASSCAP, "record", "--source", "testpattern", "--duration", str(seconds), "--policy", "all",
+                            "--audio", "drop", "--site", "n", "--room", "r", "--notice-confirmed", "--metrics-port", "-1"], env)
+
+    short, long = record(3), record(15)
+    print(f"peak RSS: {short:.0f} MB over 3 s, {long:.0f} MB over 15 s")
+    assert long < 1024, "DESIGN.md's bound: under 1 GiB"
+    assert long - short < 64, "memory must not grow with the length of the lesson"
