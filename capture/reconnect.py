@@ -21,8 +21,8 @@ import cv2
 
 from capture.errors import CameraDisconnected, CaptureError
 from capture.source import Gap, SourceBase, SourceState
-from classcap.clock import utc_stamp
 from capture.types import Frame
+from classcap.clock import utc_stamp
 
 log = logging.getLogger(__name__)
 

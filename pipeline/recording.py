@@ -14,8 +14,8 @@ from datetime import datetime, timezone
 
 from blur.engine import PrivacyEngine
 from capture.source import Source
-from classcap.clock import utc_stamp
 from capture.types import SourceInfo
+from classcap.clock import utc_stamp
 from pipeline.config import Placement, PipelineConfig
 from pipeline.stages import Supervisor
 from pipeline.stream import Counters, EncodeStage, ReadStage, RedactStage, SendStage

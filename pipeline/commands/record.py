@@ -12,10 +12,10 @@ import signal
 import sys
 import threading
 
+from classcap.clock import utc_stamp
 from pipeline.commands.common import Progress, config_option, print_result, say
 from pipeline.config import ConfigError
 from pipeline.live import LiveRequest, plan_live, run_live
-from classcap.clock import utc_stamp
 from pipeline.station import NOTICE, load_station
 
 
