@@ -67,15 +67,12 @@ class WithMicrophone(SourceBase):
     def __init__(self, video, microphone: AlsaMicrophone, buffer_s: float = 2.0):
         self.video, self.microphone = video, microphone
         # the camera's health (its gaps and state) is the recording's; the microphone adds to it
-        super().__init__(replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout), video.health)
+        super().__init__(replace(video.info, audio_rate=microphone.sample_rate, audio_layout=microphone.layout), wraps=video)
         self._buffer: deque = deque(maxlen=max(4, int(buffer_s * 50)))  # ALSA periods are ~10–25 ms
         self._stop = threading.Event()  # the microphone thread's
         self._thread: threading.Thread | None = None
 
-    def stop(self) -> None:
-        """Ends the recording: after the next frame, the sound up to it is handed out and iteration ends."""
-        super().stop()
-        self.video.stop()
+    # stop(): after the next frame, the sound up to it is handed out and iteration ends
 
     def _listen(self) -> None:
         try:

@@ -25,13 +25,9 @@ class PacedSource(SourceBase):
 
     def __init__(self, source):
         self._source = source
-        super().__init__(replace(source.info, live=True, source_id=f"paced:{source.info.source_id}"), source.health)
+        super().__init__(replace(source.info, live=True, source_id=f"paced:{source.info.source_id}"), wraps=source)
         rate = source.info.frame_rate or 30
         self._interval = 1 / float(rate)
-
-    def stop(self) -> None:
-        super().stop()
-        self._source.stop()
 
     def _items(self) -> Iterator[Frame | AudioChunk]:
         start = None

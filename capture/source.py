@@ -71,11 +71,13 @@ class Source(Protocol):
 
 class SourceBase:
     """The state keeping every source shares. A subclass yields its items from `_items()`,
-    checking `stopping` where it can end early; iterating keeps `health.state` true."""
+    checking `stopping` where it can end early; iterating keeps `health.state` true. A source
+    that `wraps` another shares its health, and stopping it stops the one it wraps."""
 
-    def __init__(self, info: SourceInfo, health: SourceHealth | None = None):
+    def __init__(self, info: SourceInfo, wraps: Source | None = None):
         self.info = info
-        self.health = health if health is not None else SourceHealth()
+        self._wraps = wraps
+        self.health = wraps.health if wraps is not None else SourceHealth()
         self._stopping = threading.Event()
 
     @property
@@ -84,6 +86,8 @@ class SourceBase:
 
     def stop(self) -> None:
         self._stopping.set()
+        if self._wraps is not None:
+            self._wraps.stop()
 
     def _items(self) -> Iterator[Frame | AudioChunk]:
         raise NotImplementedError
