@@ -31,6 +31,34 @@ TIME_BASE = Fraction(1, 90000)
 _UNREACHABLE = {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ECONNRESET, errno.EIO}
 
 
+class CameraClock:
+    """Places a camera's frames on the station's monotonic clock by the camera's own timestamps.
+
+    A station that reads more slowly than the camera sends (its CPU busy with the lesson) finds
+    frames waiting in the socket; stamped on arrival they would crowd together, and the end of a
+    stream would seem to come seconds after the camera went away. Stamped by the camera's clock
+    they keep their spacing, and the time a camera was away shows whole in the video. The clock
+    is anchored at the first frame and moved to the present whenever the camera's time would
+    put a frame in the future or before the one before it (a camera that restarted its clock).
+    """
+
+    def __init__(self):
+        self._anchor: tuple[float, float] | None = None  # (station time, camera seconds)
+        self._last = float("-inf")
+
+    def place(self, pts: int | None, time_base: Fraction | None, now: float) -> float:
+        if pts is None or not time_base:
+            return now
+        camera_s = float(pts * time_base)
+        if self._anchor is not None:
+            at = self._anchor[0] + camera_s - self._anchor[1]
+            if self._last <= at <= now:
+                self._last = at
+                return at
+        self._anchor, self._last = (now, camera_s), now
+        return now
+
+
 class IpCameraSource(SourceBase):
     """Opens `url` (rtsp://, http:// or https:// multipart MJPEG) and yields its frames as RGB."""
 
@@ -53,6 +81,8 @@ class IpCameraSource(SourceBase):
             format_name, options["rtsp_transport"] = None, "tcp"
         else:
             format_name = "mpjpeg"
+        # RTP carries the camera's capture times; FFmpeg's MJPEG demuxer only counts frames
+        self._camera_timed = format_name is None
         started = time.monotonic()
         try:
             self._container = av.open(url, format=format_name, options=options, timeout=timeout_s)
@@ -85,6 +115,7 @@ class IpCameraSource(SourceBase):
         if self._container is None:
             raise CaptureError(f"The camera at {self.host} was closed.")
         t0, last_pts, delivered = None, -1, 0
+        clock = CameraClock() if self._camera_timed else None
         try:
             asked = time.monotonic()
             for packet in self._container.demux(self._video):
@@ -96,10 +127,11 @@ class IpCameraSource(SourceBase):
                     raise self._gone(delivered, f"no answer within {self.timeout_s:g} s")
                 for frame in packet.decode():
                     now = time.monotonic()
-                    t0 = now if t0 is None else t0
-                    last_pts = max(last_pts + 1, round((now - t0) * 90000))
+                    at = clock.place(frame.pts, frame.time_base, now) if clock else now
+                    t0 = at if t0 is None else t0
+                    last_pts = max(last_pts + 1, round((at - t0) * 90000))
                     delivered += 1
-                    yield Frame(last_pts, TIME_BASE, frame.to_ndarray(format="rgb24"), self.source_id, now)
+                    yield Frame(last_pts, TIME_BASE, frame.to_ndarray(format="rgb24"), self.source_id, at)
                 asked = time.monotonic()
         except av.FFmpegError as err:
             raise self._gone(delivered, _reason(err, self.timeout_s)) from None

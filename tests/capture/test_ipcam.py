@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from capture.errors import CameraDisconnected, CaptureError
-from capture.ipcam import IpCameraSource
+from capture.ipcam import CameraClock, IpCameraSource
 from fixtures.camera_servers import (
     MjpegServer,
     RtspServer,
@@ -63,6 +63,33 @@ def test_reads_live_classroom_frames(kind):
     source = [rgb(data).astype(np.int16) for data in classroom_frames()]
     last = frames[-1].image.astype(np.int16)
     assert min(np.abs(last - s).mean() for s in source) < 6
+
+
+def test_a_station_that_reads_slowly_keeps_the_cameras_spacing():
+    """Frames that waited in the socket are stamped when the camera took them, not on arrival:
+    a station busy with the lesson reads at 8 frames/s here, and the video still advances at the
+    camera's 30 frames/s, so a gap later in the stream shows at its real length."""
+    with RtspServer() as server, closing(IpCameraSource(server.url)) as camera:
+        frames = []
+        for frame in camera:
+            frames.append(frame)
+            if len(frames) == 16:
+                break
+            time.sleep(0.125)
+    steps = sorted(float((b.pts - a.pts) * b.time_base) for a, b in itertools.pairwise(frames[4:]))
+    assert steps[len(steps) // 2] < 0.06, steps  # 1/30 s apart, as the camera sent them
+    assert all(f.captured_at <= time.monotonic() for f in frames)
+
+
+def test_the_camera_clock_is_never_ahead_of_the_station_and_survives_a_restarted_camera():
+    clock, tb = CameraClock(), Fraction(1, 90000)
+    assert clock.place(9000, tb, now=100.0) == 100.0  # anchored at the first frame
+    # three frames 1/30 s apart that arrive together: their spacing is the camera's
+    assert [clock.place(9000 + k * 3000, tb, now=100.5) for k in (1, 2, 3)] == pytest.approx([100 + k / 30 for k in (1, 2, 3)])
+    assert clock.place(9000 + 90000, tb, now=100.6) == 100.6  # would be in the future: re-anchored
+    assert clock.place(12000, tb, now=100.7) == 100.7  # the camera's clock went back: re-anchored
+    assert clock.place(12000 + 3000, tb, now=101.0) == pytest.approx(100.7 + 1 / 30)
+    assert clock.place(None, None, now=102.0) == 102.0  # no timestamp: the arrival
 
 
 @pytest.mark.parametrize("kind", SERVERS)
