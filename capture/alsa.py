@@ -32,17 +32,31 @@ log = logging.getLogger(__name__)
 _SYSTEM_ALSA_CONF = Path("/usr/share/alsa/alsa.conf")
 
 
+# The station's "test pattern" for sound: a 1 kHz tone made by FFmpeg and delivered at the real
+# rate in 20 ms periods, as a microphone delivers; checks a station's sound path with no microphone.
+TEST_TONE = "testtone"
+_TONE_GRAPH = "sine=frequency=1000:sample_rate={rate},arealtime,asetnsamples=n={period},aformat=channel_layouts={layout}"
+
+
 class AlsaMicrophone:
-    """Opens an ALSA capture device; `chunks()` yields (monotonic end time, fltp samples)."""
+    """Opens an ALSA capture device (or `testtone`); `chunks()` yields (monotonic end time,
+    fltp samples), at least 10 ms of sound a chunk."""
+
+    min_chunk_s = 0.01
 
     def __init__(self, device: str = "default", sample_rate: int = 48000, channels: int = 2):
         if "ALSA_CONFIG_PATH" not in os.environ and _SYSTEM_ALSA_CONF.is_file():
             os.environ["ALSA_CONFIG_PATH"] = str(_SYSTEM_ALSA_CONF)
         self.device = device
         try:
-            self._container = av.open(
-                device, format="alsa", options={"sample_rate": str(sample_rate), "channels": str(channels)}
-            )
+            if device == TEST_TONE:
+                layout = "mono" if channels == 1 else "stereo"
+                graph = _TONE_GRAPH.format(rate=sample_rate, period=sample_rate // 50, layout=layout)
+                self._container = av.open(graph, format="lavfi")
+            else:
+                self._container = av.open(
+                    device, format="alsa", options={"sample_rate": str(sample_rate), "channels": str(channels)}
+                )
         except av.FFmpegError as err:
             raise CaptureError(f"Cannot open the microphone {device!r} ({err.strerror or err}); `arecord -L` lists the devices.") from err
         stream = self._container.streams.audio[0]
@@ -52,10 +66,18 @@ class AlsaMicrophone:
         self._resampler = av.AudioResampler(format="fltp", layout=self.layout, rate=self.sample_rate)
 
     def chunks(self) -> Iterator[tuple[float, np.ndarray]]:
+        # Some devices hand over a few samples at a time (ALSA's `null` device: one); sound is
+        # passed on in chunks of at least `min_chunk_s`, so the work per chunk stays small.
+        pending: list[np.ndarray] = []
+        held, enough = 0, max(1, round(self.min_chunk_s * self.sample_rate))
         for frame in self._container.decode(audio=0):
             arrived = time.monotonic()
             for out in self._resampler.resample(frame):
-                yield arrived, out.to_ndarray()
+                pending.append(out.to_ndarray())
+                held += out.samples
+            if held >= enough:
+                yield arrived, pending[0] if len(pending) == 1 else np.concatenate(pending, axis=1)
+                pending, held = [], 0
 
     def close(self) -> None:
         self._container.close()

@@ -12,7 +12,7 @@ source = "usb:046d:0825:A1B2C3"  # a USB camera by id (or /dev/video0), rtsp://H
                                  # or a test source: generated:classroom, testpattern, file:/path/clip.mp4
 policy = "exclude"
 audio = "drop"                   # keep | drop
-audio_device = "default"         # the ALSA microphone used with a camera when audio is kept (`arecord -L`)
+audio_device = "default"         # the ALSA microphone used with a camera when audio is kept (`arecord -L`; "testtone": a check tone)
 crf = 23                         # video quality: lower is sharper and needs more bandwidth
 camera_give_up_s = 120           # a camera away longer than this ends the recording (finished, kept)
 

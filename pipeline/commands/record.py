@@ -33,7 +33,7 @@ def add_parser(commands) -> None:
     rec.add_argument("--metrics-port", type=int, help="Prometheus metrics on 127.0.0.1:PORT (default: the station's, else 9464; 0: any free port; -1: none)")
     rec.add_argument("--buffer-mb", type=int, help="video held in memory while storage is unreachable (default: the station's, else 160)")
     rec.add_argument("--crf", type=int, help="video quality, 0–51: lower is sharper and bigger (default: the station's, else 23)")
-    rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default)")
+    rec.add_argument("--audio-device", help="ALSA microphone to record with a camera (default: the station's, else default; testtone: a 1 kHz check tone)")
     rec.add_argument("--notice-confirmed", action="store_true", help="the class has been told it is being recorded")
     rec.add_argument("--bucket", help="bucket to record into (default: $CLASSCAP_BUCKET or the station's)")
     rec.add_argument("--site", help="school site (default: the station's)")

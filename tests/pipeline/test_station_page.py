@@ -154,10 +154,10 @@ def _status(url: str) -> dict:
 
 
 def test_a_lesson_started_from_the_page_records_the_station_microphone_and_serves_metrics(seaweed, bucket, s3, tmp_path):
-    """The page makes the recording `classcap record` makes: the station's microphone (ALSA's
-    `null` device, a real capture device) beside the camera, and its Prometheus metrics."""
+    """The page makes the recording `classcap record` makes: the station's microphone (here its
+    sound check, `testtone`) beside the camera, and its Prometheus metrics."""
     text = (f'[station]\nsite = "north"\nroom = "music-1"\nmetrics_port = 0\n\n[recording]\nsource = "testpattern"\n'
-            f'audio = "keep"\naudio_device = "null"\n\n[storage]\nbucket = "{bucket}"\n')
+            f'audio = "keep"\naudio_device = "testtone"\n\n[storage]\nbucket = "{bucket}"\n')
     with serving(seaweed, tmp_path / "station.toml", text) as (url, server):
         _post(url, "/start", {"policy": "all", "notice_confirmed": True})
         metrics = metrics_url(server)  # printed as `classcap record` prints it
