@@ -8,20 +8,14 @@ feed it (both multiples of 32), so nothing but the checked model file is ever re
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from blur.errors import PrivacyError
+from blur.sessions import cpu_session
 from blur.types import Box, Detection
-
-# onnxruntime ≥ 1.29 on Linux starts telemetry at import: it writes a device id and an offline
-# event cache under ~/.cache/Microsoft and tries to upload. A school station must do neither
-# (no local writes, no traffic but to storage), so opt out before onnxruntime is first imported.
-os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("ORT_TELEMETRY_DISABLED", "1")
 
 INPUT, OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, scale, offset, landmarks
 
@@ -29,7 +23,6 @@ INPUT, OUTPUTS = "input.1", ("537", "538", "539", "540")  # heatmap, scale, offs
 class CenterFaceDetector:
     def __init__(self, model_path: Path, input_width: int, input_height: int, min_score: float = 0.4, threads: int = 1):
         import onnx
-        import onnxruntime
 
         self.in_w = int(np.ceil(input_width / 32) * 32)
         self.in_h = int(np.ceil(input_height / 32) * 32)
@@ -49,17 +42,7 @@ class CenterFaceDetector:
             inputs = [i for i in model.graph.input if i.name not in weights]
             del model.graph.input[:]
             model.graph.input.extend(inputs)
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            # Spinning worker threads burn the other core while idle: with 2 threads about 2× the
-            # CPU for no gain in wall time, CPU the encoder and the tracker need.
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            options.add_session_config_entry("session.inter_op.allow_spinning", "0")
-            self._session = onnxruntime.InferenceSession(
-                model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = cpu_session(model.SerializeToString(), threads)
         except Exception as err:
             raise PrivacyError(f"Could not load the CenterFace model from {model_path}: {err}") from err
 

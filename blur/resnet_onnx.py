@@ -318,15 +318,9 @@ class ResNetEmbedder:
     """Chips → 128-d embeddings with dlib's ResNet on onnxruntime, on `threads` threads."""
 
     def __init__(self, model_file_bytes: bytes, threads: int = 1):
-        import onnxruntime as ort
+        from blur.sessions import cpu_session
 
-        graph = build_onnx(*read_dlib_resnet(model_file_bytes))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle onnxruntime threads spin waiting for work by default, taking CPU from the frames.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(build_onnx(*read_dlib_resnet(model_file_bytes)), threads)
 
     def embed(self, chips: np.ndarray) -> np.ndarray:
         """(n, 150, 150, 3) uint8 RGB chips → (n, 128) float32 embeddings."""

@@ -30,6 +30,7 @@ import numpy as np
 from blur.errors import ModelError
 from blur.identity import CHIP_SIZE
 from blur.models import model_path
+from blur.sessions import cpu_session
 
 SFACE = "face_recognition_sface_2021dec_int8bq.onnx"
 INPUT_SIZE = 112
@@ -83,15 +84,7 @@ class SFaceEmbedder:
     """dlib chips → unit 128-d SFace embeddings, on `threads` onnxruntime threads."""
 
     def __init__(self, threads: int = 1, cache_dir: Path | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # the shipped graph's shape hints draw warnings, not errors
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        data = graph_bytes(model_path(SFACE, cache_dir).read_bytes())
-        self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self._session = cpu_session(graph_bytes(model_path(SFACE, cache_dir).read_bytes()), threads)
 
     @staticmethod
     def inputs(chips: np.ndarray) -> np.ndarray:
