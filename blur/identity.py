@@ -57,6 +57,10 @@ CROP_MARGIN = 0.6
 # size: at 18 px 8 of 44 missed their own enrolment (≥ 0.6), at 20 px 2, at 22 and 24 px none
 # (worst 0.59 and 0.57).
 MIN_FACE_PX = 22
+# Faces from this width up to MIN_FACE_PX are chipped too, but judged by both models (dlib and
+# SFace, `Gallery.match`): at 20 px the faces both miss (0.056 of 71 registry faces) are fewer than
+# those dlib alone misses at 22 px (0.127; `tests/blur/test_sface.py`). Narrower still: no chip.
+MIN_SMALL_FACE_PX = 20
 
 # dlib's documented operating point: same person below 0.6 on LFW (99.38 %).
 # Excluded students: err towards matching. A missed match leaves a child who may not be recorded
@@ -70,9 +74,16 @@ EXCLUDED_THRESHOLD = 0.6
 # Staff: a false match leaves a student unblurred under `allow`, so be stricter. The teacher is
 # near the camera (about 100 px), where another photograph of the same person is 0.33-0.43.
 STAFF_THRESHOLD = 0.5
+# SFace (`blur.sface`) cosine distance below which a small face is taken as the enrolled person:
+# where 95 % of strangers are still further away, on the registry photographs (their 5th
+# percentile: 0.59-0.61 from full size down to 20 px)
+SFACE_THRESHOLD = 0.6
 
 ROLES = ("excluded", "staff")
-ENTRY_SCHEMA = "classcap.gallery-entry/1"
+# /2 adds `sface`: the person's SFace embeddings (`blur.sface`), which faces narrower than
+# `MIN_FACE_PX` need before they may be cleared. /1 entries are still read, without them.
+ENTRY_SCHEMA = "classcap.gallery-entry/2"
+ENTRY_SCHEMAS = ("classcap.gallery-entry/1", ENTRY_SCHEMA)
 GALLERY_SCHEMA = "classcap.gallery/1"
 # Pseudonymous ids also name one storage object per person: keep them short and path-safe.
 _PERSON_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -169,6 +180,21 @@ class FaceEmbedder:
         return self.embed_chip(self.chip(image_rgb, box))
 
 
+class Enroller:
+    """Both models' embeddings of the face in an enrolment photograph, from the same chip: dlib's
+    (`FaceEmbedder`) and SFace's (`blur.sface`), as `GalleryEntry.embeddings` and `.sface` hold them."""
+
+    def __init__(self) -> None:
+        from blur.sface import SFaceEmbedder
+
+        self.embedder = FaceEmbedder()
+        self.sface = SFaceEmbedder()
+
+    def embed(self, image_rgb: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray]:
+        chip = self.embedder.chip(image_rgb, box)[None]
+        return self.embedder.embed_chips(chip)[0], self.sface.embed_chips(chip)[0]
+
+
 def landmark_box(box: Box) -> Box:
     """The box dlib's landmark model expects: square, brows to chin, as its own detector gives.
 
@@ -240,6 +266,10 @@ class IdentityMatch:
     # how far the nearest excluded student's embedding was (inf when none is enrolled): a face
     # only just outside the threshold is not clearly someone else
     excluded_distance: float = math.inf
+    # a small face's SFace cosine distance to the nearest excluded student (inf when none is
+    # enrolled; 0.0 when one is enrolled without SFace embeddings, so nothing can be said);
+    # None when the face was not small and SFace was not asked
+    sface_excluded_distance: float | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +283,9 @@ class GalleryEntry:
     person_id: str
     role: str
     embeddings: tuple[tuple[float, ...], ...]
+    # SFace embeddings (unit vectors, `blur.sface`) of the same photographs; empty in an entry
+    # enrolled before they were stored: such a person keeps every small face hidden (`Gallery.match`)
+    sface: tuple[tuple[float, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.person_id, str) or not _PERSON_ID.fullmatch(self.person_id):
@@ -269,14 +302,31 @@ class GalleryEntry:
         if not np.isfinite(matrix).all():
             raise ValueError(f"Embeddings of {self.person_id} contain non-finite values.")
         object.__setattr__(self, "embeddings", tuple(tuple(float(v) for v in row) for row in matrix))
+        sface = np.asarray(self.sface, dtype=np.float32)
+        if sface.size == 0:
+            sface = sface.reshape(0, EMBEDDING_SIZE)
+        if sface.ndim != 2 or sface.shape[1] != EMBEDDING_SIZE:
+            raise ValueError(f"SFace embeddings of {self.person_id} must be n×{EMBEDDING_SIZE}, not {sface.shape}.")
+        if not np.isfinite(sface).all():
+            raise ValueError(f"SFace embeddings of {self.person_id} contain non-finite values.")
+        object.__setattr__(self, "sface", tuple(tuple(float(v) for v in row) for row in sface))
 
     def matrix(self) -> np.ndarray:
         return np.asarray(self.embeddings, dtype=np.float32)
 
+    def sface_matrix(self) -> np.ndarray:
+        return np.asarray(self.sface, dtype=np.float32).reshape(-1, EMBEDDING_SIZE)
+
     def _doc(self, canonical: bool = False) -> dict:
-        # The order of a person's embeddings carries no meaning: the version sorts them.
-        embeddings = sorted(self.embeddings) if canonical else [list(row) for row in self.embeddings]
-        return {"person_id": self.person_id, "role": self.role, "embeddings": embeddings}
+        # The order of a person's embeddings carries no meaning: the version sorts them. An entry
+        # without SFace embeddings has the document (and so the gallery version) it always had.
+        def rows(values):
+            return sorted(values) if canonical else [list(row) for row in values]
+
+        doc = {"person_id": self.person_id, "role": self.role, "embeddings": rows(self.embeddings)}
+        if self.sface or not canonical:
+            doc["sface"] = rows(self.sface)
+        return doc
 
 
 def entry_bytes(entry: GalleryEntry) -> bytes:
@@ -291,14 +341,16 @@ def entry_from_bytes(data: bytes) -> GalleryEntry:
         doc = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise PrivacyError(f"A gallery entry is not valid JSON ({err.msg}).") from err
-    if not isinstance(doc, dict) or doc.get("schema") != ENTRY_SCHEMA:
+    if not isinstance(doc, dict) or doc.get("schema") not in ENTRY_SCHEMAS:
         found = doc.get("schema") if isinstance(doc, dict) else None
-        raise PrivacyError(f"A gallery entry has schema {found!r}, expected {ENTRY_SCHEMA!r}.")
-    missing = [k for k in ("person_id", "role", "embeddings") if k not in doc]
+        raise PrivacyError(f"A gallery entry has schema {found!r}, expected one of {', '.join(map(repr, ENTRY_SCHEMAS))}.")
+    fields = ("person_id", "role", "embeddings") + (("sface",) if doc["schema"] == ENTRY_SCHEMA else ())
+    missing = [k for k in fields if k not in doc]
     if missing:
         raise PrivacyError(f"A gallery entry lacks the field(s) {', '.join(missing)}.")
     try:
-        return GalleryEntry(doc["person_id"], doc["role"], tuple(map(tuple, doc["embeddings"])))
+        sface = tuple(map(tuple, doc.get("sface", ())))
+        return GalleryEntry(doc["person_id"], doc["role"], tuple(map(tuple, doc["embeddings"])), sface)
     except (TypeError, ValueError) as err:
         raise PrivacyError(f"A gallery entry is not valid: {err}") from err
 
@@ -311,12 +363,20 @@ class Gallery:
     embeddings, and a staff member when within `staff_threshold`; excluded wins over staff
     whatever the distances, so a face close to both is blurred. `version` covers the entries
     only (not the thresholds), whatever their order.
+
+    A small face (narrower than `MIN_FACE_PX`, where dlib alone misses more excluded students)
+    is judged by SFace as well (`blur.sface`): it is excluded when *either* model matches an
+    excluded student, and staff only when *both* match the same staff member. An excluded
+    student enrolled without SFace embeddings leaves nothing to say about a small face
+    (`sface_excluded_distance` 0.0), so no small face can be cleared until they are re-enrolled.
     """
 
     entries: tuple[GalleryEntry, ...] = ()
     excluded_threshold: float = EXCLUDED_THRESHOLD
     staff_threshold: float = STAFF_THRESHOLD
+    sface_threshold: float = SFACE_THRESHOLD
     _matrix: dict = field(default=None, init=False, repr=False, compare=False)
+    _sface: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         entries = tuple(self.entries)
@@ -325,17 +385,13 @@ class Gallery:
             twice = sorted({i for i in ids if ids.count(i) > 1})
             raise ValueError(f"Person ids must be unique in a gallery; repeated: {', '.join(twice)}.")
         object.__setattr__(self, "entries", entries)
-        # Per role: the stacked embeddings and, per row, the index of its entry.
-        matrix = {}
+        # Per role and model: the stacked embeddings and, per row, the index of its entry.
+        matrix, sface = {}, {}
         for role in ROLES:
-            rows, owners = [], []
-            for i, entry in enumerate(entries):
-                if entry.role == role:
-                    rows.append(entry.matrix())
-                    owners += [i] * len(entry.embeddings)
-            stacked = np.concatenate(rows) if rows else np.zeros((0, EMBEDDING_SIZE), np.float32)
-            matrix[role] = (stacked, np.asarray(owners, dtype=np.intp))
+            matrix[role] = _stacked([(i, e.matrix()) for i, e in enumerate(entries) if e.role == role])
+            sface[role] = _stacked([(i, e.sface_matrix()) for i, e in enumerate(entries) if e.role == role])
         object.__setattr__(self, "_matrix", matrix)
+        object.__setattr__(self, "_sface", sface)
 
     @classmethod
     def from_entries(cls, entries, **thresholds) -> "Gallery":
@@ -348,21 +404,82 @@ class Gallery:
                                                            key=lambda d: d["person_id"])}
         return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    def match(self, embedding: np.ndarray) -> IdentityMatch:
-        query = np.asarray(embedding, dtype=np.float32).reshape(-1)
-        if query.shape != (EMBEDDING_SIZE,):
-            raise ValueError(f"An embedding has {EMBEDDING_SIZE} values, not {query.shape[0]}.")
-        nearest = {}
-        for role in ROLES:
-            stacked, owners = self._matrix[role]
-            if len(stacked):
-                distances = np.linalg.norm(stacked - query, axis=1)
-                best = int(np.argmin(distances))
-                nearest[role] = (float(distances[best]), self.entries[owners[best]].person_id)
+    @property
+    def uses_sface(self) -> bool:
+        """Whether any entry holds SFace embeddings (if none does, a small face's SFace
+        embedding cannot change any answer, and need not be computed)."""
+        return any(e.sface for e in self.entries)
+
+    def match(self, embedding: np.ndarray, sface: np.ndarray | None = None, small: bool = False) -> IdentityMatch:
+        """The answer for one face from its dlib embedding and, for a `small` face, its SFace one
+        (None when the gallery does not use SFace: then no small face can be staff, nor cleared
+        while an excluded student is enrolled)."""
+        query = _query(embedding)
+        nearest = {role: _nearest(self._matrix[role], query, _euclidean) for role in ROLES}
         thresholds = {"excluded": self.excluded_threshold, "staff": self.staff_threshold}
-        excluded = nearest.get("excluded", (math.inf, None))[0]
+        excluded = nearest["excluded"][0]
+        sface_excluded = None
+        if small:
+            sface_query = None if sface is None else _query(sface)
+            sface_excluded = self._sface_excluded(sface_query)
+            distance, owner = nearest["excluded"]
+            if distance < self.excluded_threshold:
+                return IdentityMatch(self.entries[owner].person_id, "excluded", distance, excluded, sface_excluded)
+            if sface_query is not None:
+                s_distance, s_owner = _nearest(self._sface["excluded"], sface_query, _cosine)
+                if s_distance < self.sface_threshold:  # SFace saw an excluded student that dlib did not
+                    return IdentityMatch(self.entries[s_owner].person_id, "excluded", distance, excluded, sface_excluded)
+            distance, owner = nearest["staff"]
+            if distance < self.staff_threshold and sface_query is not None:
+                stacked, owners = self._sface["staff"]
+                own = stacked[owners == owner]  # both models must see the same staff member
+                if len(own) and float(_cosine(own, sface_query).min()) < self.sface_threshold:
+                    return IdentityMatch(self.entries[owner].person_id, "staff", distance, excluded, sface_excluded)
+            return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded, sface_excluded)
         for role in ROLES:  # excluded first: privacy wins a tie
-            if role in nearest and nearest[role][0] < thresholds[role]:
-                distance, person_id = nearest[role]
-                return IdentityMatch(person_id, role, distance, excluded)
-        return IdentityMatch(None, None, min((d for d, _ in nearest.values()), default=math.inf), excluded)
+            distance, owner = nearest[role]
+            if distance < thresholds[role]:
+                return IdentityMatch(self.entries[owner].person_id, role, distance, excluded)
+        return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded)
+
+    def _sface_excluded(self, query: np.ndarray | None) -> float:
+        """SFace distance of a small face to the nearest excluded student: inf when none is
+        enrolled, 0.0 when one has no SFace embeddings or the face has none (nothing known)."""
+        students = [e for e in self.entries if e.role == "excluded"]
+        if not students:
+            return math.inf
+        if query is None or not all(e.sface for e in students):
+            return 0.0
+        return _nearest(self._sface["excluded"], query, _cosine)[0]
+
+
+def _stacked(parts: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    rows = [m for _, m in parts if len(m)]
+    owners = [i for i, m in parts for _ in range(len(m))]
+    stacked = np.concatenate(rows) if rows else np.zeros((0, EMBEDDING_SIZE), np.float32)
+    return stacked, np.asarray(owners, dtype=np.intp)
+
+
+def _query(embedding: np.ndarray) -> np.ndarray:
+    query = np.asarray(embedding, dtype=np.float32).reshape(-1)
+    if query.shape != (EMBEDDING_SIZE,):
+        raise ValueError(f"An embedding has {EMBEDDING_SIZE} values, not {query.shape[0]}.")
+    return query
+
+
+def _euclidean(stacked: np.ndarray, query: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(stacked - query, axis=1)
+
+
+def _cosine(stacked: np.ndarray, query: np.ndarray) -> np.ndarray:
+    return 1.0 - stacked @ query  # both unit vectors
+
+
+def _nearest(matrix: tuple[np.ndarray, np.ndarray], query: np.ndarray, metric) -> tuple[float, int | None]:
+    """(distance, entry index) of the nearest row; (inf, None) when there are none."""
+    stacked, owners = matrix
+    if not len(stacked):
+        return math.inf, None
+    distances = metric(stacked, query)
+    best = int(np.argmin(distances))
+    return float(distances[best]), int(owners[best])

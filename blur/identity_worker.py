@@ -51,7 +51,15 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
     try:
         embedder = FaceEmbedder()
         embedder.embed_chip(np.zeros((CHIP_SIZE, CHIP_SIZE, 3), np.uint8))  # load the ResNet now
-        results.put(("ready", model_hashes()))
+        hashes = model_hashes()
+        second = None
+        if gallery.uses_sface:  # without SFace embeddings in the gallery, SFace could change no answer
+            from blur.models import model_hashes as file_hashes
+            from blur.sface import SFACE, SFaceEmbedder
+
+            second = SFaceEmbedder()
+            hashes |= file_hashes([SFACE])
+        results.put(("ready", hashes))
     except ModelError as err:
         results.put(("error", "model", str(err)))
         return
@@ -82,17 +90,26 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
             batch.append(item)
         try:
             start = time.perf_counter()
-            embeddings = embedder.embed_chips(np.stack([chip for _, chip in batch]))
-            matches = [gallery.match(e) for e in embeddings]
+            matches = _answer(embedder, second, gallery, batch)
             elapsed = (time.perf_counter() - start) / len(batch)
         except Exception as err:  # noqa: BLE001 - reported to the parent, then the process ends
-            tracks = ("track " if len(batch) == 1 else "tracks ") + ", ".join(str(t) for t, _ in batch)
+            tracks = ("track " if len(batch) == 1 else "tracks ") + ", ".join(str(request[0]) for request in batch)
             results.put(("error", "privacy", f"The identity worker failed on {tracks}: {err!r}."))
             return
-        for (track_id, _), match in zip(batch, matches):
+        for (track_id, _, _), match in zip(batch, matches):
             results.put(("match", track_id, match, elapsed))
         if last:
             return
+
+
+def _answer(embedder: FaceEmbedder, second, gallery: Gallery, batch) -> list[IdentityMatch]:
+    """The gallery's answers for a batch of (track id, chip, small): dlib on every chip, and
+    SFace (`second`, when the gallery uses it) on the small faces' chips too."""
+    chips = np.stack([chip for _, chip, _ in batch])
+    embeddings = embedder.embed_chips(chips)
+    small = [i for i, (_, _, is_small) in enumerate(batch) if is_small]
+    sface = dict(zip(small, second.embed_chips(chips[small]))) if second is not None and small else {}
+    return [gallery.match(e, sface.get(i), small=batch[i][2]) for i, e in enumerate(embeddings)]
 
 
 class IdentityWorker:
@@ -161,15 +178,17 @@ class IdentityWorker:
             return WorkerStats(0, 0.0, 0.0)
         return WorkerStats(len(times), 1000 * sum(times) / len(times), 1000 * max(times))
 
-    def submit(self, track_id: int, chip: np.ndarray) -> bool:
-        """Queue a chip without blocking; False when `max_pending` chips are already in flight."""
+    def submit(self, track_id: int, chip: np.ndarray, small: bool = False) -> bool:
+        """Queue a chip without blocking; False when `max_pending` chips are already in flight.
+
+        A `small` face (narrower than `blur.identity.MIN_FACE_PX`) is judged by SFace as well."""
         self._check_usable()
         if not isinstance(chip, np.ndarray) or chip.shape != (CHIP_SIZE, CHIP_SIZE, 3) or chip.dtype != np.uint8:
             raise ValueError(f"A face chip is a {CHIP_SIZE}×{CHIP_SIZE}×3 uint8 array (FaceEmbedder.chip).")
         if self._in_flight >= self.max_pending:
             return False
         try:
-            self._requests.put_nowait((int(track_id), chip))
+            self._requests.put_nowait((int(track_id), chip, bool(small)))
         except queue.Full:
             return False
         self._in_flight += 1

@@ -17,6 +17,8 @@ stranger on the real-photograph suite is 0.62 away. So a track is cleared only a
 `clear_votes` good views, `vote_gap` frames or more apart, each at least `clear_distance` from
 every excluded student; a view between the match threshold and that is no decision, and the
 face is looked at again soon. Any match, on any view, makes the track excluded for its life.
+A small face (20-22 px) counts as "nobody" only when a second model, SFace, agrees
+(`blur.identity.Gallery.match`).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ _RANK = {UNKNOWN: 0, PENDING: 0, CLEARED: 1, STAFF: 2, EXCLUDED: 3}  # a track o
 
 
 class IdentityService(Protocol):
-    def submit(self, track_id: int, chip: np.ndarray) -> bool: ...
+    def submit(self, track_id: int, chip: np.ndarray, small: bool = False) -> bool: ...
 
     def poll(self) -> list: ...
 
@@ -63,7 +65,7 @@ class TrackIdentity:
     outstanding: int = 0  # requests sent and not answered yet
     last_box: Box | None = None
     last_seen: int = 0
-    may_clear: deque = field(default_factory=deque)  # per outstanding request: (frame asked, chip good?)
+    may_clear: deque = field(default_factory=deque)  # per outstanding request: (frame asked, chip good?, small face?)
     votes: list = field(default_factory=list)  # frames of good views that were clearly nobody excluded
     doubted: bool = False  # it jumped onto another face: the next clearing needs a confident detection
     poor: int = 0  # answers in a row that said nothing (poor views): the next look waits longer
@@ -94,7 +96,7 @@ class FacePolicy:
         self,
         name: str = "all",
         identity: IdentityService | None = None,
-        chipper: Callable[[np.ndarray, Box], tuple[np.ndarray, bool]] | None = None,
+        chipper: Callable[[np.ndarray, Box], tuple[np.ndarray, bool, bool]] | None = None,
         wait_for_identity: bool = False,
         recheck_frames: int = 90,
         retry_frames: int = 10,
@@ -105,6 +107,7 @@ class FacePolicy:
         clear_distance: float = 0.65,
         max_retry_frames: int = 60,
         clear_min_score: float = 0.2,
+        sface_clear_distance: float = 0.6,
     ):
         if name not in FACE_POLICIES:
             raise ValueError(f"face policy must be one of {', '.join(FACE_POLICIES)}, not {name!r}")
@@ -129,6 +132,9 @@ class FacePolicy:
         # for 11 frames. (For every new track the same rule cost the real suite 19 % of its
         # visible faces: 8 % of real faces' good chips score below 0.2.)
         self.clear_min_score = clear_min_score
+        # A small face (the chipper says so: narrower than `blur.identity.MIN_FACE_PX`) is cleared
+        # only when SFace, too, puts it at least this far from every excluded student.
+        self.sface_clear_distance = sface_clear_distance
         self.tracks: dict[int, TrackIdentity] = {}
         # Where excluded students were when their tracks ended: someone who looks away for a
         # while comes back as a new track in the same place, first seen at a poor angle. A new
@@ -162,23 +168,23 @@ class FacePolicy:
             if ident.state == EXCLUDED or not self._due(ident, index, box, score):
                 continue
             try:
-                chip, good = self._chipper(image, box)
+                chip, good, small = self._chipper(image, box)
             except Exception as err:  # too small or no landmarks: stays as it is (redacted if unknown)
                 log.debug("no face chip for track %d: %s", track_id, err)
-                chip, good = None, False
+                chip, good, small = None, False, False
             if chip is None:
                 ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
                 continue
             if ident.doubted:  # it was someone else a moment ago: clear it only on a face seen with confidence
                 good = good and score >= self.clear_min_score
-            if not self._submit(track_id, chip):
+            if not self._submit(track_id, chip, small):
                 self.backlog_events += 1
                 continue  # asked again the next time the face is seen
             if self.wait_for_identity:
                 self._requests.append((index, track_id))
             ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
             ident.outstanding += 1
-            ident.may_clear.append((index, good))
+            ident.may_clear.append((index, good, small))
             if ident.state == UNKNOWN:
                 ident.state = PENDING
 
@@ -200,14 +206,14 @@ class FacePolicy:
             return True  # seen clearly better than when last asked (turned to the camera, lights up)
         return since >= self.recheck_frames
 
-    def _submit(self, track_id: int, chip: np.ndarray) -> bool:
+    def _submit(self, track_id: int, chip: np.ndarray, small: bool) -> bool:
         """Live, a full worker means "not now". In batch work there is time: wait for room."""
-        if self._identity.submit(track_id, chip):
+        if self._identity.submit(track_id, chip, small):
             return True
         if not self.wait_for_identity:
             return False
         self._await(len(self._arrived) + 1)  # the oldest request's answer frees a place
-        return self._identity.submit(track_id, chip)
+        return self._identity.submit(track_id, chip, small)
 
     def settle(self, upto: int | None = None) -> None:
         """Before frames are released: take the answers that are in; in batch, wait for the rest.
@@ -252,7 +258,7 @@ class FacePolicy:
     def _apply(self, ident: TrackIdentity, match) -> None:
         """One answer, to the oldest of the track's requests in flight."""
         ident.outstanding = max(0, ident.outstanding - 1)
-        asked, good = ident.may_clear.popleft() if ident.may_clear else (None, False)
+        asked, good, small = ident.may_clear.popleft() if ident.may_clear else (None, False, False)
         role = getattr(match, "role", None)
         if role in ("excluded", "staff"):
             state = EXCLUDED if role == "excluded" else STAFF
@@ -260,6 +266,9 @@ class FacePolicy:
                 ident.state, ident.person_id = state, getattr(match, "person_id", None)
             return
         clearly = good and getattr(match, "excluded_distance", math.inf) >= self.clear_distance
+        if small:  # dlib alone misses too many small faces: SFace must say "nobody excluded" too
+            sface = getattr(match, "sface_excluded_distance", None)
+            clearly = clearly and sface is not None and sface >= self.sface_clear_distance
         if ident.state in (CLEARED, STAFF, EXCLUDED):
             return  # a re-check that found nobody: as it was
         if clearly and asked is not None and (not ident.votes or asked - ident.votes[0] >= self.vote_gap):
@@ -295,7 +304,7 @@ class FacePolicy:
             ident.person_id, ident.asked_at, ident.votes, ident.poor = None, None, [], 0
             ident.doubted = True
             ident.may_clear.clear()
-            ident.may_clear.extend([(None, False)] * ident.outstanding)  # answers in flight are about the old face
+            ident.may_clear.extend([(None, False, False)] * ident.outstanding)  # answers in flight are about the old face
 
     def scene_cut(self) -> None:
         """The camera cut to another view: seats of the old view mean nothing in the new one."""

@@ -38,10 +38,6 @@ EMBEDDING_SIZE = 128
 # Where dlib's 150 px chip (padding 0.25) puts the eye centres: the mean of the 5-point
 # predictor's eye corners fitted on the chips of the registry photographs (spread under 1 px)
 CHIP_EYES = ((47.95, 46.61), (100.00, 47.13))
-# Cosine distance below which a face is taken as the enrolled person: where 95 % of strangers
-# are still further away, on the registry photographs (their 5th percentile: 0.59-0.61 from
-# full size down to 20 px)
-SFACE_THRESHOLD = 0.6
 # The ArcFace template's eyes in the 112×112 input SFace was trained on
 ARCFACE_EYES = ((38.2946, 51.6963), (73.5318, 51.5014))
 

@@ -43,17 +43,17 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
     face_policy, background = parse_policy(config.policy)
     used = [FAST_MODEL, STRONG_MODEL] + ([SEGMENTATION_MODEL] if background else [])
     if face_policy in ("exclude", "allow"):
-        from blur.identity import FaceEmbedder
+        from blur.identity import MIN_FACE_PX, MIN_SMALL_FACE_PX, FaceEmbedder
         from blur.identity import model_hashes as identity_hashes
         from blur.identity_worker import IdentityWorker
 
         if gallery is None:
             raise ValueError("the exclude and allow policies need a gallery")
-        embedder = FaceEmbedder()
+        embedder = FaceEmbedder(min_face_px=MIN_SMALL_FACE_PX)
 
         def chipper(image, box):
             chip, quality = embedder.chip_and_quality(image, box)
-            return chip, quality.can_clear
+            return chip, quality.can_clear, box.width < MIN_FACE_PX  # small: SFace must agree
 
         policy = FacePolicy(
             face_policy,
@@ -66,6 +66,10 @@ def build_engine(config: PipelineConfig, gallery=None, wait_for_identity: bool =
             vote_gap=config.identity_vote_gap,
             clear_distance=config.identity_clear_distance,
         )
+        if gallery.uses_sface:  # the worker runs SFace on small faces (`blur.identity_worker`)
+            from blur.sface import SFACE
+
+            used.append(SFACE)
         hashes = {**model_hashes(used), **identity_hashes()}
     else:
         policy = FacePolicy(face_policy)

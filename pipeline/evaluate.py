@@ -35,16 +35,17 @@ SETTLE_S = 2.0  # how long identity may keep a face that may be shown hidden (DE
 def eval_gallery(suite: str = "easy"):
     """The gallery the evaluation enrols for a suite: its excluded students and its staff, from
     registry photos the suite's clips do not show where there are any."""
-    from blur.identity import FaceEmbedder, Gallery, GalleryEntry
+    from blur.identity import Enroller, Gallery, GalleryEntry
     from fixtures.suites import cast, enrolment_photos
 
-    embedder = FaceEmbedder()
+    enroller = Enroller()
     entries = []
     excluded, staff = cast(suite)
     for role, identities in (("excluded", excluded), ("staff", staff)):
         for identity in identities:
-            vectors = [embedder.embed(p.image, Box(*p.face_box)) for p in enrolment_photos(identity)]
-            entries.append(GalleryEntry(f"eval-{identity}", role, np.stack(vectors)))
+            pairs = [enroller.embed(p.image, Box(*p.face_box)) for p in enrolment_photos(identity)]
+            entries.append(GalleryEntry(f"eval-{identity}", role, np.stack([d for d, _ in pairs]),
+                                        np.stack([s for _, s in pairs])))
     return Gallery.from_entries(entries)
 
 

@@ -46,11 +46,11 @@ def read_face_image(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def embed_enrolment(paths: list[Path]) -> list[np.ndarray]:
-    """One embedding per image; refuses images with no face or more than one."""
-    from blur.identity import FaceEmbedder
+def embed_enrolment(paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One (dlib, SFace) embedding pair per image; refuses images with no face or more than one."""
+    from blur.identity import Enroller
 
-    embedder = FaceEmbedder()
+    enroller = Enroller()
     embeddings = []
     for path in paths:
         image = read_face_image(path)
@@ -61,7 +61,7 @@ def embed_enrolment(paths: list[Path]) -> list[np.ndarray]:
             raise ConfigError(f"{path} shows no face classcap can find; use a clear, front-facing photo of the person.")
         if len(faces) > 1:
             raise ConfigError(f"{path} shows {len(faces)} faces; use a photo of this one person only.")
-        embeddings.append(embedder.embed(image, faces[0].box))
+        embeddings.append(enroller.embed(image, faces[0].box))
         del image  # the photo goes no further than this loop
     return embeddings
 
@@ -71,30 +71,41 @@ def gallery_add(args) -> int:
 
     person_id = check_person_id(args.id)
     bucket, storage, client = _storage(args)
-    embeddings = embed_enrolment([Path(p) for p in args.images])
+    pairs = embed_enrolment([Path(p) for p in args.images])
+    embeddings, sface = [d for d, _ in pairs], [s for _, s in pairs]
     current = {e.person_id: e for e in load_gallery(client, storage, bucket).entries}
     if person_id in current:
         if current[person_id].role != args.role:
             raise ConfigError(
                 f"{person_id} is already in the gallery as {current[person_id].role}; remove them first to change the role."
             )
-        embeddings = [np.asarray(e, np.float32) for e in current[person_id].embeddings] + embeddings
-    entry = GalleryEntry(person_id, args.role, np.stack(embeddings))
+        embeddings = list(current[person_id].matrix()) + embeddings
+        sface = list(current[person_id].sface_matrix()) + sface
+    entry = GalleryEntry(person_id, args.role, np.stack(embeddings), np.stack(sface))
     put_person(client, storage, bucket, person_id, entry_bytes(entry))
     gallery = load_gallery(client, storage, bucket)
     print(f"{person_id} ({args.role}) now has {len(embeddings)} face embedding(s); the photos were not kept.")
-    print_result({"person_id": person_id, "role": args.role, "embeddings": len(embeddings), "gallery_version": gallery.version})
+    print_result({"person_id": person_id, "role": args.role, "embeddings": len(embeddings),
+                  "sface_embeddings": len(sface), "gallery_version": gallery.version})
     return 0
 
 
 def gallery_list(args) -> int:
+    from blur.identity import MIN_FACE_PX
+
     bucket, storage, client = _storage(args)
     gallery = load_gallery(client, storage, bucket)
-    people = [{"person_id": e.person_id, "role": e.role, "embeddings": len(e.embeddings)} for e in gallery.entries]
+    people = [{"person_id": e.person_id, "role": e.role, "embeddings": len(e.embeddings),
+               "sface_embeddings": len(e.sface)} for e in gallery.entries]
     for p in sorted(people, key=lambda p: p["person_id"]):
         print(f"{p['person_id']:<24} {p['role']:<9} {p['embeddings']} embedding(s)")
     if not people:
         print(f"the gallery of bucket {bucket} is empty", file=sys.stderr)
+    older = sorted(p["person_id"] for p in people if not p["sface_embeddings"])
+    if older:
+        print(f"{', '.join(older)} enrolled before classcap checked small faces with a second model: until "
+              f"added again from a photo (`classcap gallery add`), faces under {MIN_FACE_PX} px wide stay blurred.",
+              file=sys.stderr)
     print_result({"bucket": bucket, "gallery_version": gallery.version, "people": people})
     return 0
 

@@ -4,6 +4,8 @@ Faults are injected only where a real one cannot be provoked on demand (a damage
 malformed request in the worker's queue, a killed worker process).
 """
 
+import hashlib
+import json
 import multiprocessing
 import os
 import signal
@@ -258,10 +260,70 @@ def test_entry_bytes_round_trip_and_reject_damage():
     # Same values given as tuples or as an array: the same entry, the same bytes.
     as_tuples = GalleryEntry("stu-0001", "excluded", tuple(tuple(map(float, row)) for row in entry.matrix()))
     assert as_tuples == entry and entry_bytes(as_tuples) == data
-    for bad in (b"{", b"[]", data.replace(b"classcap.gallery-entry/1", b"classcap.gallery-entry/9"),
-                data.replace(b'"excluded"', b'"visitor"'), b'{"schema": "classcap.gallery-entry/1"}'):
+    for bad in (b"{", b"[]", data.replace(b"classcap.gallery-entry/2", b"classcap.gallery-entry/9"),
+                data.replace(b'"excluded"', b'"visitor"'), b'{"schema": "classcap.gallery-entry/2"}',
+                data.replace(b'"sface":[]', b'"sface":[[1.0]]')):
         with pytest.raises(PrivacyError):
             entry_from_bytes(bad)
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(0, 1, 128).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_an_entry_keeps_its_sface_embeddings_and_an_older_entry_reads_and_versions_as_before():
+    # an entry written before SFace embeddings were stored (schema /1, as earlier releases wrote it)
+    old_doc = {"schema": "classcap.gallery-entry/1", "person_id": "stu-0001", "role": "excluded",
+               "embeddings": [list(map(float, fake_embedding(1)))]}
+    old = entry_from_bytes(json.dumps(old_doc).encode())
+    assert old.sface == () and old.sface_matrix().shape == (0, 128)
+    # keeps the gallery version it had then: a recording's manifest still names the same gallery
+    then = {"schema": "classcap.gallery/1", "entries": [{k: old_doc[k] for k in ("person_id", "role", "embeddings")}]}
+    assert Gallery.from_entries([old]).version == hashlib.sha256(
+        json.dumps(then, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    # a new entry carries both models' embeddings through storage, byte for byte
+    new = GalleryEntry("stu-0001", "excluded", old.embeddings, np.stack([unit(1), unit(2)]))
+    data = entry_bytes(new)
+    assert json.loads(data)["schema"] == "classcap.gallery-entry/2"
+    assert entry_from_bytes(data) == new and entry_bytes(entry_from_bytes(data)) == data
+    assert np.array_equal(entry_from_bytes(data).sface_matrix(), new.sface_matrix())
+    assert len({Gallery.from_entries([e]).version for e in (old, new, GalleryEntry(
+        "stu-0001", "excluded", old.embeddings, unit(3)[None]))}) == 3  # the SFace embeddings are part of it
+    assert not Gallery.from_entries([old]).uses_sface and Gallery.from_entries([old, GalleryEntry(
+        "staff-1", "staff", fake_embedding(2)[None], unit(4)[None])]).uses_sface
+    for bad in (np.zeros((1, 64)), np.full((1, 128), np.inf)):
+        with pytest.raises(ValueError, match="SFace"):
+            GalleryEntry("stu-1", "excluded", fake_embedding(1)[None], bad)
+
+
+def test_a_small_face_is_excluded_when_either_model_matches_and_staff_only_when_both_do():
+    student_d, student_s = fake_embedding(1), unit(1)
+    teacher_d, teacher_s = fake_embedding(2), unit(2)
+    gallery = Gallery.from_entries([GalleryEntry("stu-1", "excluded", student_d[None], student_s[None]),
+                                    GalleryEntry("staff-1", "staff", teacher_d[None], teacher_s[None])])
+    stranger_d, stranger_s = fake_embedding(3), unit(3)
+    # dlib does not see the student in this small face, SFace does: excluded (a miss would be a leak)
+    match = gallery.match(stranger_d, student_s, small=True)
+    assert (match.person_id, match.role) == ("stu-1", "excluded")
+    assert gallery.match(stranger_d).role is None  # a face big enough for dlib alone: dlib decides
+    # dlib sees the student, SFace does not: still excluded
+    assert gallery.match(student_d, stranger_s, small=True).role == "excluded"
+    # nobody by either model: no match, with both distances to the nearest excluded student
+    match = gallery.match(stranger_d, stranger_s, small=True)
+    assert match.role is None and match.excluded_distance > 1 and match.sface_excluded_distance == pytest.approx(
+        1 - float(student_s @ stranger_s), abs=1e-5)
+    assert gallery.match(stranger_d).sface_excluded_distance is None  # not small: SFace was not asked
+    # staff needs both models to see the same staff member
+    assert gallery.match(teacher_d, teacher_s, small=True).role == "staff"
+    assert gallery.match(teacher_d, stranger_s, small=True).role is None
+    other = Gallery.from_entries([*gallery.entries, GalleryEntry("staff-2", "staff", fake_embedding(4)[None], stranger_s[None])])
+    assert other.match(teacher_d, stranger_s, small=True).role is None  # dlib: staff-1, SFace: staff-2
+    # an excluded student enrolled without SFace embeddings: nothing can be said of a small face
+    older = Gallery.from_entries([GalleryEntry("stu-1", "excluded", student_d[None]), *gallery.entries[1:]])
+    assert older.match(stranger_d, stranger_s, small=True).sface_excluded_distance == 0.0
+    assert older.match(stranger_d, None, small=True).sface_excluded_distance == 0.0
+    assert Gallery().match(stranger_d, None, small=True).sface_excluded_distance == float("inf")
 
 
 def test_entries_take_pseudonymous_ids_and_valid_embeddings_only():
@@ -364,7 +426,7 @@ def test_worker_refuses_work_beyond_its_backlog(gallery, chips):
 def test_an_exception_in_the_worker_surfaces_as_privacy_error(gallery, chips):
     with IdentityWorker(gallery) as worker:
         pid = worker.pid
-        worker._requests.put((9, "not a chip"))  # fault injection: a request submit() would refuse
+        worker._requests.put((9, "not a chip", False))  # fault injection: a request submit() would refuse
         worker._in_flight += 1
         with pytest.raises(PrivacyError, match="track 9"):
             worker.wait([9], timeout=10)

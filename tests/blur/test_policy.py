@@ -20,6 +20,7 @@ class Match:
     role: str | None
     distance: float = 0.3
     excluded_distance: float = float("inf")
+    sface_excluded_distance: float | None = None
 
 
 class Scripted:
@@ -44,7 +45,8 @@ class ScriptedIdentity:
         self.inbox: list = []
         self.submitted = 0
 
-    def submit(self, track_id, chip):
+    def submit(self, track_id, chip, small=False):
+        assert isinstance(small, bool)
         if len(self.inbox) >= self.capacity:
             return False
         self.inbox.append((track_id, self.answers[min(self.submitted, len(self.answers) - 1)]))
@@ -85,9 +87,9 @@ def run(engine, n):
 
 
 def engine_with(policy, answers, boxes=(FACE,), wait=True, recheck=90, capacity=8, good_view=True, identity=None,
-                detector=None, **policy_args):
+                detector=None, small=False, **policy_args):
     identity = identity or ScriptedIdentity(answers, capacity)
-    face_policy = FacePolicy(policy, identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], good_view),
+    face_policy = FacePolicy(policy, identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], good_view, small),
                              wait_for_identity=wait, recheck_frames=recheck, **policy_args)
     return PrivacyEngine(detector or Scripted(list(boxes)), policy=face_policy), identity
 
@@ -173,6 +175,21 @@ def test_no_match_on_a_poor_view_does_not_clear_a_face():
     assert identity.submitted >= 2  # and it kept asking
 
 
+def test_a_small_face_is_cleared_only_when_sface_too_puts_it_far_from_every_excluded_student():
+    # given a face narrower than dlib alone can judge, whom dlib puts far from every excluded student
+    for sface, shown in ((None, False), (0.0, False), (0.55, False), (0.9, True)):
+        engine, identity = engine_with("exclude", [Match(None, None, excluded_distance=1.0, sface_excluded_distance=sface)],
+                                       small=True)
+        out = run(engine, 5)
+        # then it is shown only when SFace was asked and agrees: not when it was not asked, nor
+        # when an excluded student has no SFace embeddings (0.0), nor when SFace is not sure
+        assert [not hidden(image, FACE, textured(i)) for image, i, _ in out] == [shown] * 5, sface
+        assert identity.submitted >= 1
+    # a face big enough for dlib alone needs no SFace answer
+    engine, _ = engine_with("exclude", [Match(None, None, excluded_distance=1.0)], small=False)
+    assert all(not hidden(image, FACE, textured(i)) for image, i, _ in run(engine, 5))
+
+
 def test_a_new_face_where_an_excluded_student_was_inherits_the_exclusion():
     # an excluded student is tracked, lost for longer than any hold, and comes back in the same
     # seat as a new track whose first looks do not match (turned away): it stays hidden
@@ -186,7 +203,7 @@ def test_a_new_face_where_an_excluded_student_was_inherits_the_exclusion():
             return [] if 10 <= self.n <= 120 else super().detect(image)
 
     identity = ScriptedIdentity([Match("s-17", "excluded"), Match(None, None)])
-    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True), wait_for_identity=True)
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True, False), wait_for_identity=True)
     engine = PrivacyEngine(Gap(), policy=face_policy, hold_frames=5, long_hold_frames=5)
     out = run(engine, 130)
     assert identity.submitted == 1  # the returning face was never cleared on a poor view
@@ -202,7 +219,7 @@ def test_a_frame_over_its_time_budget_hides_even_cleared_faces_and_counts():
             return super().detect(image)
 
     identity = ScriptedIdentity([Match(None, None)])
-    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True), wait_for_identity=True)
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image, True, False), wait_for_identity=True)
     engine = PrivacyEngine(Slow([FACE]), policy=face_policy, budget_s=0.01)
     out = run(engine, 3)
     assert all(hidden(image, FACE, textured(i)) and report.fail_closed for image, i, report in out)
@@ -234,7 +251,7 @@ def test_policy_names():
 
 
 def test_a_staff_track_that_jumps_to_another_face_is_hidden_until_checked_again():
-    face_policy = FacePolicy("allow", ScriptedIdentity([Match("t-1", "staff")]), chipper=lambda i, b: (i, True))
+    face_policy = FacePolicy("allow", ScriptedIdentity([Match("t-1", "staff")]), chipper=lambda i, b: (i, True, False))
     face_policy._take([(1, Match("t-1", "staff"))])
     assert not face_policy.redact(1)
     face_policy.doubt(1)
@@ -287,7 +304,7 @@ def test_in_batch_what_is_decided_does_not_depend_on_when_answers_arrive():
 
 
 def test_after_a_camera_cut_nobody_inherits_an_exclusion_from_where_someone_sat():
-    face_policy = FacePolicy("exclude", ScriptedIdentity([Match("s-17", "excluded")]), chipper=lambda i, b: (i, True))
+    face_policy = FacePolicy("exclude", ScriptedIdentity([Match("s-17", "excluded")]), chipper=lambda i, b: (i, True, False))
     face_policy.observe(0, textured(0), [(1, FACE, 0.9)])
     face_policy._take([(1, Match("s-17", "excluded"))])
     face_policy.forget(set())  # the excluded student's track ends: a ghost stays where they sat
@@ -325,7 +342,7 @@ def test_a_shown_face_held_by_its_track_keeps_its_pixels_under_a_hidden_neighbou
 
 
 def test_a_track_that_jumped_onto_another_face_is_cleared_only_on_a_confident_detection():
-    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True),
+    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True, False),
                              wait_for_identity=True)
     face_policy.observe(0, textured(0), [(1, FACE, 0.9)])
     face_policy.settle()
@@ -393,8 +410,8 @@ class AnswersLater(ScriptedIdentity):
         super().__init__(answers)
         self.clock, self.lag = clock, lag
 
-    def submit(self, track_id, chip):
-        ok = super().submit(track_id, chip)
+    def submit(self, track_id, chip, small=False):
+        ok = super().submit(track_id, chip, small)
         if ok:
             self.inbox[-1] = (self.clock[0] + self.lag, self.inbox[-1])
         return ok
@@ -412,7 +429,7 @@ def test_in_batch_work_identity_answers_an_anchor_s_faces_while_the_next_frames_
     # needs the time of two more frames to answer (a class's worth of chips at once)
     clock = [0]
     identity = AnswersLater([Match(None, None), Match("s-17", "excluded")], clock, lag=2)
-    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], True),
+    face_policy = FacePolicy("exclude", identity, chipper=lambda image, box: (image[box.y0 : box.y1, box.x0 : box.x1], True, False),
                              wait_for_identity=True, identity_timeout_s=0.3)
     engine = PrivacyEngine(Scripted([FACE, OTHER]), Scripted([FACE, OTHER]), face_policy, strong_every=3)
     out, held = [], 0
@@ -433,7 +450,7 @@ def test_in_batch_work_identity_answers_an_anchor_s_faces_while_the_next_frames_
 
 def test_frames_made_ready_before_a_track_is_doubted_are_decided_as_things_were():
     # given a track asked about, whose frames so far wait for the answer (batch work)
-    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True),
+    face_policy = FacePolicy("exclude", ScriptedIdentity([Match(None, None)]), chipper=lambda i, b: (i, True, False),
                              wait_for_identity=True)
     face_policy.observe(6, textured(6), [(1, FACE, 0.9)])
     assert face_policy.awaiting(1)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from blur.errors import ModelError
-from blur.identity import EXCLUDED_THRESHOLD, FaceEmbedder
-from blur.sface import SFACE_THRESHOLD, SFaceEmbedder, cosine_distances, graph_bytes
+from blur.identity import EXCLUDED_THRESHOLD, SFACE_THRESHOLD, Enroller, FaceEmbedder, Gallery, GalleryEntry
+from blur.identity_worker import IdentityWorker
+from blur.sface import SFACE, SFaceEmbedder, cosine_distances, graph_bytes
 from blur.types import Box
 from fixtures.faces import load_faces, load_people
 
@@ -77,3 +78,28 @@ def test_at_20_px_the_two_models_together_miss_fewer_people_than_dlib_alone_at_2
     assert missed[20][1] <= missed[22][0], missed
     assert missed[20][1] < missed[20][0], missed
     assert np.mean(cleared_strangers) >= 0.85, "agreement still clears most people nobody enrolled"
+
+
+def test_the_identity_worker_judges_small_faces_with_both_models(people, models):
+    dlib_model, _ = models
+    enroller = Enroller()
+    student = people["obama"][0]
+    gallery = Gallery.from_entries([GalleryEntry("stu-1", "excluded", *(v[None] for v in enroller.embed(
+        student.image, Box(*student.face_box))))])
+    assert gallery.uses_sface
+    own, stranger = dlib_model.chip(*shrunk(people["obama"][1], 21)), dlib_model.chip(*shrunk(people["hanks"][0], 21))
+    with IdentityWorker(gallery) as worker:
+        assert SFACE in worker.model_hashes  # the manifest names the model that judged small faces
+        for track_id, (chip, small) in enumerate(((own, True), (stranger, True), (stranger, False))):
+            assert worker.submit(track_id, chip, small)
+        answers = dict(worker.wait([0, 1, 2], timeout=30))
+    assert answers[0].role == "excluded"
+    assert answers[1].role is None and answers[1].sface_excluded_distance >= SFACE_THRESHOLD
+    assert answers[2].role is None and answers[2].sface_excluded_distance is None  # big enough for dlib: not asked
+    # the same student enrolled before SFace embeddings were stored: no small face can be cleared
+    older = Gallery.from_entries([GalleryEntry("stu-1", "excluded", gallery.entries[0].embeddings)])
+    with IdentityWorker(older) as worker:
+        assert SFACE not in worker.model_hashes  # nothing for SFace to compare with: not loaded
+        assert worker.submit(1, stranger, True)
+        [(_, match)] = worker.wait([1], timeout=30)
+    assert match.role is None and match.sface_excluded_distance == 0.0

@@ -110,7 +110,7 @@ class SlowAnswers:
     def __init__(self):
         self.inbox = []
 
-    def submit(self, track_id, chip):
+    def submit(self, track_id, chip, small=False):
         self.inbox.append((track_id, None))
         return True
 
@@ -130,7 +130,7 @@ def test_the_memory_bound_covers_the_frames_the_engine_holds_in_batch_work():
     # given the engine as the factory builds it for a file under exclude: the strong search in
     # the background, the fast one running ahead, frames waiting an anchor more for identity
     config = PipelineConfig(raw_queue=8, redacted_queue=8, parts_in_flight=2)
-    policy = FacePolicy("exclude", SlowAnswers(), chipper=lambda image, box: (image[:150, :150], True), wait_for_identity=True)
+    policy = FacePolicy("exclude", SlowAnswers(), chipper=lambda image, box: (image[:150, :150], True, False), wait_for_identity=True)
     engine = PrivacyEngine(OneFace(), OneFace(), policy, strong_every=config.strong_every, in_background=True,
                            lookahead=config.batch_lookahead)
     # when a minute's worth of frames goes through it

@@ -27,7 +27,7 @@ def test_add_list_remove_and_refusals(classcap, seaweed, bucket, s3, tmp_path):
     env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
     add = classcap("gallery", "add", "--id", "s-0042", "--role", "excluded", photo("biden.jpg"), env=env)
     assert add.returncode == 0, add.stderr
-    assert add.result["embeddings"] == 1
+    assert add.result["embeddings"] == 1 and add.result["sface_embeddings"] == 1  # both models' embeddings
     # only embeddings, encrypted, under the pseudonymous id: never the photo
     [obj] = s3.list_objects_v2(Bucket=bucket, Prefix="gallery/")["Contents"]
     assert obj["Key"] == "gallery/people/s-0042.json"
@@ -35,7 +35,8 @@ def test_add_list_remove_and_refusals(classcap, seaweed, bucket, s3, tmp_path):
     stored = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()
     assert len(stored) < 20_000 and b"JFIF" not in stored and b"biden" not in stored
     listing = classcap("gallery", "list", env=env)
-    assert listing.result["people"] == [{"person_id": "s-0042", "role": "excluded", "embeddings": 1}]
+    assert listing.result["people"] == [{"person_id": "s-0042", "role": "excluded", "embeddings": 1, "sface_embeddings": 1}]
+    assert "second model" not in listing.stderr
     # a photo with several faces, one with none, and a file that is no image are refused
     group = classcap("gallery", "add", "--id", "s-0043", "--role", "excluded", photo("t1.jpg"), env=env)
     assert group.returncode != 0 and "6 faces" in group.stderr
@@ -54,6 +55,28 @@ def test_add_list_remove_and_refusals(classcap, seaweed, bucket, s3, tmp_path):
     assert removed.returncode == 0 and removed.result["gallery_version"] != add.result["gallery_version"]
     again = classcap("gallery", "remove", "--id", "s-0042", env=env)
     assert again.returncode != 0 and "not in the gallery" in again.stderr
+
+
+@pytest.mark.slow
+def test_a_person_enrolled_by_an_earlier_release_is_named_until_added_again(classcap, seaweed, bucket, s3):
+    # given an entry as releases before SFace wrote it: schema /1, dlib's embeddings only
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    first = classcap("gallery", "add", "--id", "s-0050", "--role", "excluded", photo("biden.jpg"), env=env)
+    assert first.returncode == 0, first.stderr
+    key = "gallery/people/s-0050.json"
+    doc = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    old = {"schema": "classcap.gallery-entry/1", **{k: doc[k] for k in ("person_id", "role", "embeddings")}}
+    s3.put_object(Bucket=bucket, Key=key, Body=json.dumps(old).encode(), ServerSideEncryption="AES256")
+    # then it is still read, and the technician is told what it costs and how to fix it
+    listing = classcap("gallery", "list", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert listing.result["people"] == [{"person_id": "s-0050", "role": "excluded", "embeddings": 1, "sface_embeddings": 0}]
+    assert "s-0050 enrolled before" in listing.stderr and "gallery add" in listing.stderr
+    # and adding a photo again gives the entry SFace embeddings, keeping the old ones
+    again = classcap("gallery", "add", "--id", "s-0050", "--role", "excluded", photo("biden.jpg"), env=env)
+    assert again.returncode == 0, again.stderr
+    assert (again.result["embeddings"], again.result["sface_embeddings"]) == (2, 1)
+    assert "second model" not in classcap("gallery", "list", env=env).stderr
 
 
 @pytest.mark.slow
