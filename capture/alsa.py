@@ -136,15 +136,34 @@ class WithMicrophone(SourceBase):
             yield from self._drain(origin, rate, tb, until=round(last_video_s * rate) + rate // 30)
 
     def _drain(self, origin: float, rate: int, tb: Fraction, until: int | None = None) -> Iterator[AudioChunk]:
-        """Hands out the sound that has arrived, placed on the video's clock."""
-        while self._buffer:
-            arrived, samples = self._buffer.popleft()
+        """Hands out the sound that has arrived, placed on the video's clock.
+
+        What waits in the buffer is placed together, ending where its last chunk arrived: sound
+        that comes in a burst (a device's backlog after a stall, or what it held from before the
+        first frame) was captured before it arrived, not all at once. Placed chunk by chunk, a
+        burst of five periods put the clock 0.1 s behind the sound, the sound was moved back onto
+        itself, and the muxer refused it (EINVAL) and ended the recording. Timestamps never go
+        back: sound running ahead of the clock is trimmed where it overlaps what went out.
+        """
+        batch = [self._buffer.popleft() for _ in range(len(self._buffer))]
+        if not batch:
+            return
+        start = round((batch[-1][0] - origin) * rate) - sum(samples.shape[1] for _, samples in batch)
+        skip = 0
+        if self._next_pts is None or start > self._next_pts + rate // 10:
+            self._next_pts = start  # the first sound, or sound was lost (dropped chunks): the clock places it
+        elif start < self._next_pts - rate // 10:
+            skip = self._next_pts - start  # the device's clock runs fast: drop what overlaps
+        for _, samples in batch:
+            if skip:
+                cut = min(skip, samples.shape[1])
+                samples, skip = samples[:, cut:], skip - cut
+                if not samples.shape[1]:
+                    continue
             n = samples.shape[1]
-            by_clock = round((arrived - origin) * rate) - n
-            if self._next_pts is None or abs(by_clock - self._next_pts) > rate // 10:
-                self._next_pts = by_clock  # the first chunk, or a resync after drops or drift
             if self._next_pts < 0:  # sound from before the first frame
-                samples, n, self._next_pts = samples[:, -self._next_pts :], n + self._next_pts, 0
+                drop = min(-self._next_pts, n)
+                samples, n, self._next_pts = samples[:, drop:], n - drop, self._next_pts + drop
                 if n <= 0:
                     continue
             if until is not None and self._next_pts >= until:
