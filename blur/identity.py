@@ -377,6 +377,7 @@ class Gallery:
     sface_threshold: float = SFACE_THRESHOLD
     _matrix: dict = field(default=None, init=False, repr=False, compare=False)
     _sface: dict = field(default=None, init=False, repr=False, compare=False)
+    _sface_complete: bool = field(default=True, init=False, repr=False, compare=False)  # every excluded entry has SFace
 
     def __post_init__(self) -> None:
         entries = tuple(self.entries)
@@ -392,6 +393,7 @@ class Gallery:
             sface[role] = _stacked([(i, e.sface_matrix()) for i, e in enumerate(entries) if e.role == role])
         object.__setattr__(self, "_matrix", matrix)
         object.__setattr__(self, "_sface", sface)
+        object.__setattr__(self, "_sface_complete", all(e.sface for e in entries if e.role == "excluded"))
 
     @classmethod
     def from_entries(cls, entries, **thresholds) -> "Gallery":
@@ -416,41 +418,33 @@ class Gallery:
         while an excluded student is enrolled)."""
         query = _query(embedding)
         nearest = {role: _nearest(self._matrix[role], query, _euclidean) for role in ROLES}
-        thresholds = {"excluded": self.excluded_threshold, "staff": self.staff_threshold}
-        excluded = nearest["excluded"][0]
+        excluded, student = nearest["excluded"]
+        sface_query = _query(sface) if small and sface is not None else None
         sface_excluded = None
         if small:
-            sface_query = None if sface is None else _query(sface)
-            sface_excluded = self._sface_excluded(sface_query)
-            distance, owner = nearest["excluded"]
-            if distance < self.excluded_threshold:
-                return IdentityMatch(self.entries[owner].person_id, "excluded", distance, excluded, sface_excluded)
-            if sface_query is not None:
-                s_distance, s_owner = _nearest(self._sface["excluded"], sface_query, _cosine)
-                if s_distance < self.sface_threshold:  # SFace saw an excluded student that dlib did not
-                    return IdentityMatch(self.entries[s_owner].person_id, "excluded", distance, excluded, sface_excluded)
-            distance, owner = nearest["staff"]
-            if distance < self.staff_threshold and sface_query is not None:
-                stacked, owners = self._sface["staff"]
-                own = stacked[owners == owner]  # both models must see the same staff member
-                if len(own) and float(_cosine(own, sface_query).min()) < self.sface_threshold:
-                    return IdentityMatch(self.entries[owner].person_id, "staff", distance, excluded, sface_excluded)
-            return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded, sface_excluded)
-        for role in ROLES:  # excluded first: privacy wins a tie
-            distance, owner = nearest[role]
-            if distance < thresholds[role]:
-                return IdentityMatch(self.entries[owner].person_id, role, distance, excluded)
-        return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded)
+            s_distance, s_student = _nearest(self._sface["excluded"], sface_query, cosine_distances)
+            # no SFace embedding of the face, or an excluded student without any: nothing can be said
+            known = self._sface_complete and sface_query is not None
+            sface_excluded = math.inf if student is None else s_distance if known else 0.0
 
-    def _sface_excluded(self, query: np.ndarray | None) -> float:
-        """SFace distance of a small face to the nearest excluded student: inf when none is
-        enrolled, 0.0 when one has no SFace embeddings or the face has none (nothing known)."""
-        students = [e for e in self.entries if e.role == "excluded"]
-        if not students:
-            return math.inf
-        if query is None or not all(e.sface for e in students):
-            return 0.0
-        return _nearest(self._sface["excluded"], query, _cosine)[0]
+        def answer(owner, role, distance):
+            return IdentityMatch(self.entries[owner].person_id, role, distance, excluded, sface_excluded)
+
+        # excluded first, whatever the distances: privacy wins a tie
+        if excluded < self.excluded_threshold:
+            return answer(student, "excluded", excluded)
+        if small and s_distance < self.sface_threshold:  # SFace saw an excluded student that dlib did not
+            return answer(s_student, "excluded", excluded)
+        distance, staff = nearest["staff"]
+        if distance < self.staff_threshold and (not small or self._sface_agrees(staff, sface_query)):
+            return answer(staff, "staff", distance)
+        return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded, sface_excluded)
+
+    def _sface_agrees(self, owner: int, query: np.ndarray | None) -> bool:
+        """Whether SFace, too, puts a small face within its threshold of this staff member."""
+        stacked, owners = self._sface["staff"]
+        own = stacked[owners == owner]
+        return query is not None and len(own) > 0 and float(cosine_distances(query, own).min()) < self.sface_threshold
 
 
 def _stacked(parts: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -467,19 +461,20 @@ def _query(embedding: np.ndarray) -> np.ndarray:
     return query
 
 
-def _euclidean(stacked: np.ndarray, query: np.ndarray) -> np.ndarray:
+def _euclidean(query: np.ndarray, stacked: np.ndarray) -> np.ndarray:
     return np.linalg.norm(stacked - query, axis=1)
 
 
-def _cosine(stacked: np.ndarray, query: np.ndarray) -> np.ndarray:
-    return 1.0 - stacked @ query  # both unit vectors
+def cosine_distances(embedding: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
+    """1 − cosine similarity of one unit embedding (SFace's) to each row of `enrolled` (unit rows)."""
+    return 1.0 - np.asarray(enrolled, np.float32) @ np.asarray(embedding, np.float32).reshape(EMBEDDING_SIZE)
 
 
-def _nearest(matrix: tuple[np.ndarray, np.ndarray], query: np.ndarray, metric) -> tuple[float, int | None]:
-    """(distance, entry index) of the nearest row; (inf, None) when there are none."""
+def _nearest(matrix: tuple[np.ndarray, np.ndarray], query: np.ndarray | None, metric) -> tuple[float, int | None]:
+    """(distance, entry index) of the nearest row; (inf, None) when there are none (or no query)."""
     stacked, owners = matrix
-    if not len(stacked):
+    if query is None or not len(stacked):
         return math.inf, None
-    distances = metric(stacked, query)
+    distances = metric(query, stacked)
     best = int(np.argmin(distances))
     return float(distances[best]), int(owners[best])

@@ -95,8 +95,3 @@ class SFaceEmbedder:
     def embed_chips(self, chips: np.ndarray) -> np.ndarray:
         vectors = self._session.run(None, {"data": self.inputs(chips)})[0]
         return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
-
-
-def cosine_distances(embedding: np.ndarray, enrolled: np.ndarray) -> np.ndarray:
-    """1 − cosine similarity of one unit embedding to each row of `enrolled` (unit rows)."""
-    return 1.0 - np.asarray(enrolled, np.float32) @ np.asarray(embedding, np.float32).reshape(EMBEDDING_SIZE)

@@ -323,6 +323,7 @@ def test_a_small_face_is_excluded_when_either_model_matches_and_staff_only_when_
     older = Gallery.from_entries([GalleryEntry("stu-1", "excluded", student_d[None]), *gallery.entries[1:]])
     assert older.match(stranger_d, stranger_s, small=True).sface_excluded_distance == 0.0
     assert older.match(stranger_d, None, small=True).sface_excluded_distance == 0.0
+    assert gallery.match(stranger_d, None, small=True).sface_excluded_distance == 0.0  # the face's own is missing
     assert Gallery().match(stranger_d, None, small=True).sface_excluded_distance == float("inf")
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 
 from blur.errors import ModelError
-from blur.identity import EXCLUDED_THRESHOLD, SFACE_THRESHOLD, Enroller, FaceEmbedder, Gallery, GalleryEntry
+from blur.identity import (EXCLUDED_THRESHOLD, SFACE_THRESHOLD, Enroller, FaceEmbedder, Gallery, GalleryEntry,
+                            cosine_distances)
 from blur.identity_worker import IdentityWorker
-from blur.sface import SFACE, SFaceEmbedder, cosine_distances, graph_bytes
+from blur.sface import SFACE, SFaceEmbedder, graph_bytes
 from blur.types import Box
 from fixtures.faces import load_faces, load_people
 
