@@ -46,7 +46,7 @@ class Track:
     best_score: float = 0.0  # the most confident detection of its life
     jumped: bool = False  # the latest detection was linked by distance, not overlap: maybe someone else
 
-    def predicted(self, frame: int, width: int, height: int) -> Box:
+    def predicted(self, frame: int, width: int, height: int, grown: bool = True) -> Box:
         """Where the face is expected at `frame`: moved by its velocity, grown while unseen."""
         gap = frame - self.last_seen
         if gap <= 0:
@@ -55,6 +55,8 @@ class Track:
         grow = 0.1 * min(gap, 5)  # uncertainty grows with time since the last detection
         b = self.box
         moved = Box(int(b.x0 + dx), int(b.y0 + dy), int(b.x1 + dx), int(b.y1 + dy))
+        if not grown:
+            return moved.padded(0, 0, 0, 0, width, height)
         return moved.padded(grow, grow, grow, grow, width, height)
 
 

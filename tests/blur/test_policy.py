@@ -462,3 +462,28 @@ def test_frames_made_ready_before_a_track_is_doubted_are_decided_as_things_were(
     # then the later frames hide it (whoever it is now), the earlier ones show the face it was
     assert face_policy.redact(1)
     assert face_policy.decide_with(before, answers) == {1: False}
+
+
+def test_a_held_face_s_growth_gives_way_to_a_cleared_face_found_there_but_its_own_box_does_not():
+    # given an excluded student found once and then lost (looking down): their track is held
+    # where they were last found, grown for how far they might have moved while unfound; and
+    # beside them a cleared student found in every frame, inside that growth and just overlapping
+    # where the excluded face was last found
+    lost, beside = Box(200, 100, 240, 150), Box(236, 100, 276, 150)
+
+    class LostAfterFirstFrame(Scripted):
+        def __init__(self):
+            super().__init__([lost, beside])
+            self.n = 0
+
+        def detect(self, image):
+            self.n += 1
+            return super().detect(image) if self.n == 1 else [Detection(beside, 0.9)]
+
+    engine, _ = engine_with("exclude", [Match("s-17", "excluded"), Match(None, None)], detector=LostAfterFirstFrame())
+    for image, i, _ in run(engine, 12):
+        original = textured(i)
+        # then the excluded face's last box stays hidden in every frame, the part of the cleared
+        # face over it too, and the rest of the cleared face, found there, shows
+        assert hidden(image, lost, original), i
+        assert untouched(image, Box(lost.x1, beside.y0, beside.x1, beside.y1), original), i
