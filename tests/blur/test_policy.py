@@ -36,6 +36,19 @@ class Scripted:
         pass
 
 
+class FirstFrameThen(Scripted):
+    """Detector that sees `first` in the first frame and `then` in every frame after."""
+
+    def __init__(self, first, then):
+        super().__init__(first)
+        self.then = then
+        self.n = 0
+
+    def detect(self, image):
+        self.n += 1
+        return super().detect(image) if self.n == 1 else [Detection(b, 0.9) for b in self.then]
+
+
 class ScriptedIdentity:
     """Answers each submitted track with the next scripted answer for its box (fault/answer injection)."""
 
@@ -323,16 +336,8 @@ def test_a_shown_face_held_by_its_track_keeps_its_pixels_under_a_hidden_neighbou
     # hair margin reaches their chin
     behind, front = Box(200, 60, 250, 120), Box(215, 116, 265, 176)
 
-    class FirstFrameOnly(Scripted):
-        def __init__(self):
-            super().__init__([behind, front])
-            self.n = 0
-
-        def detect(self, image):
-            self.n += 1
-            return super().detect(image) if self.n == 1 else [Detection(front, 0.9)]
-
-    engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], detector=FirstFrameOnly())
+    engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")],
+                            detector=FirstFrameThen([behind, front], [front]))
     for image, i, _ in run(engine, 5):
         original = textured(i)
         visible = Box(behind.x0, behind.y0, behind.x1, front.y0)
@@ -471,16 +476,8 @@ def test_a_held_face_s_growth_gives_way_to_a_cleared_face_found_there_but_its_ow
     # where the excluded face was last found
     lost, beside = Box(200, 100, 240, 150), Box(236, 100, 276, 150)
 
-    class LostAfterFirstFrame(Scripted):
-        def __init__(self):
-            super().__init__([lost, beside])
-            self.n = 0
-
-        def detect(self, image):
-            self.n += 1
-            return super().detect(image) if self.n == 1 else [Detection(beside, 0.9)]
-
-    engine, _ = engine_with("exclude", [Match("s-17", "excluded"), Match(None, None)], detector=LostAfterFirstFrame())
+    engine, _ = engine_with("exclude", [Match("s-17", "excluded"), Match(None, None)],
+                            detector=FirstFrameThen([lost, beside], [beside]))
     for image, i, _ in run(engine, 12):
         original = textured(i)
         # then the excluded face's last box stays hidden in every frame, the part of the cleared
