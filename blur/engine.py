@@ -362,9 +362,10 @@ class PrivacyEngine:
             shown = [b for t, b in faces if not hide[t]]
             weak = self._weak if p.weak is None else p.weak
             firm = [(t, b) for t, b in faces if hide[t] and t not in weak]
-            seen = [b for t, b in p.seen if not hide.get(t, True)]
-            kept = _kept_pixels(height, width, shown, regions, [b for _, b in firm],
-                                seen, [p.cores.get(f, f[1]) for f in firm])
+            hidden, cores = [b for _, b in firm], [p.cores.get(f, f[1]) for f in firm]
+            # only a held box cut back to its core has anything to give to a face found here
+            seen = [b for t, b in p.seen if not hide.get(t, True)] if cores != hidden else []
+            kept = _kept_pixels(height, width, shown, regions, hidden, seen, cores)
             put_back = _saved(p.image, kept)
             for region in regions:
                 self._redact(p.image, region)
@@ -419,18 +420,22 @@ def _kept_pixels(height: int, width: int, shown: list[Box], regions: list[Box], 
     """
     if not shown or not regions:
         return None
-    inside = _mask(height, width, regions, True)
-    keep = _mask(height, width, shown, True) & inside & _mask(height, width, hidden, False)
+    inside = _mask(height, width, regions)
+    keep = _mask(height, width, shown, within=inside, but_not=hidden)
     if seen:
-        keep |= _mask(height, width, seen, True) & inside & _mask(height, width, cores, False)
+        keep |= _mask(height, width, seen, within=inside, but_not=cores)
     return keep if keep.any() else None
 
 
-def _mask(height: int, width: int, boxes: list[Box], value: bool) -> np.ndarray:
-    """A boolean mask of the frame: `value` inside the boxes, the other outside them."""
-    mask = np.full((height, width), not value)
+def _mask(height: int, width: int, boxes: list[Box], within: np.ndarray | None = None, but_not: list[Box] = ()) -> np.ndarray:
+    """A boolean mask of the frame: inside the boxes (and `within`), outside every box of `but_not`."""
+    mask = np.zeros((height, width), bool)
     for b in boxes:
-        mask[b.y0 : b.y1, b.x0 : b.x1] = value
+        mask[b.y0 : b.y1, b.x0 : b.x1] = True
+    if within is not None:
+        mask &= within
+    for b in but_not:
+        mask[b.y0 : b.y1, b.x0 : b.x1] = False
     return mask
 
 
