@@ -323,6 +323,11 @@ class FacePolicy:
             return True
         return self._redacts(self.tracks.get(track_id, TrackIdentity()).state)
 
+    def matched_excluded(self, track_id: int) -> bool:
+        """Whether identity has matched this track to an excluded student (or it inherited that)."""
+        ident = self.tracks.get(track_id)
+        return ident is not None and ident.state == EXCLUDED
+
     def _redacts(self, state: str) -> bool:
         if self.name == "all":
             return True

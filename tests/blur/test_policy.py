@@ -486,28 +486,33 @@ def test_a_held_face_s_growth_gives_way_to_a_cleared_face_found_there_but_its_ow
         assert untouched(image, Box(lost.x1, beside.y0, beside.x1, beside.y1), original), i
 
 
-def test_a_hidden_box_around_two_cleared_faces_found_there_gives_them_back_but_not_when_they_are_held():
-    # given a find that boxes a whole group (hidden: identity even matched it to an excluded
-    # student), and inside it two faces that identity cleared
-    group, left, right = Box(100, 60, 220, 180), Box(110, 80, 150, 120), Box(165, 80, 205, 120)
-    answers = [Match("s-17", "excluded"), Match(None, None), Match(None, None)]
+def test_a_hidden_box_around_cleared_faces_found_there_gives_them_back_unless_held_or_matched_excluded():
+    # given a find that boxes a whole group, hidden (too close to an excluded student to clear),
+    # and inside it three faces side by side that identity cleared
+    group = Box(100, 60, 260, 200)
+    faces = [Box(110, 80, 150, 120), Box(160, 80, 200, 120), Box(210, 80, 250, 120)]
+    unknown, cleared = Match(None, None, excluded_distance=0.62), Match(None, None)
 
-    engine, _ = engine_with("exclude", answers, boxes=(group, left, right))
-    for image, i, _ in run(engine, 6):
-        original = textured(i)
-        # then, while both are found in the frame, both faces show, and the rest of the box is hidden
-        assert untouched(image, left, original) and untouched(image, right, original), i
+    def frames(answers, **kwargs):
+        engine, _ = engine_with("exclude", answers, **kwargs)
+        return [(image, textured(i), i) for image, i, _ in run(engine, 6)]
+
+    # then, while all three are found in the frame, they show, and the rest of the box is hidden
+    for image, original, i in frames([unknown] + [cleared] * 3, boxes=[group] + faces):
+        assert all(untouched(image, face, original) for face in faces), i
         assert hidden(image, Box(group.x0, 130, group.x1, group.y1), original), i
 
-    # when only one cleared face lies inside, the box may be that face's, or someone's over it:
-    # the cleared face is hidden where the box covers it, as before
-    engine, _ = engine_with("exclude", answers[:2], boxes=(group, left))
-    for image, i, _ in run(engine, 6):
-        assert hidden(image, left, textured(i)), i
+    # when only two lie inside, the box may be one face with two finds on it (its eyes, say):
+    # the cleared finds stay hidden where the box covers them, as before
+    for image, original, i in frames([unknown] + [cleared] * 2, boxes=[group] + faces[:2]):
+        assert hidden(image, faces[0], original) and hidden(image, faces[1], original), i
 
-    # when the two cleared faces were found once and are now held (not found: someone may be in
+    # when identity matched the box itself to an excluded student, it is theirs: all stays hidden
+    for image, original, i in frames([Match("s-17", "excluded")] + [cleared] * 3, boxes=[group] + faces):
+        assert all(hidden(image, face, original) for face in faces), i
+
+    # when the cleared faces were found once and are now held (not found: someone may be in
     # front of them, in that box), they give nothing back
-    engine, _ = engine_with("exclude", answers, detector=FirstFrameThen([group, left, right], [group]))
-    for image, i, _ in run(engine, 6):
+    for image, original, i in frames([unknown] + [cleared] * 3, detector=FirstFrameThen([group] + faces, [group])):
         if i > 0:
-            assert hidden(image, left, textured(i)) and hidden(image, right, textured(i)), i
+            assert all(hidden(image, face, original) for face in faces), i
