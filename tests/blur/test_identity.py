@@ -154,14 +154,14 @@ def test_a_box_reaching_up_into_the_hair_is_chipped_like_the_face_it_holds(faces
         assert dist(embedder.embed_chip(chip), embedder.embed_chip(tall_chip)) < 0.2
 
 
-def test_dimming_a_face_down_to_the_contrast_gate_does_not_make_dlib_miss_it_and_darker_does():
+def test_a_face_recognised_lit_is_not_cleared_dimmed_down_to_the_contrast_gate_and_darker_would_be():
     """The contrast gate decides which chips' non-matches may clear a face. Down to the gate, a
-    dim chip must be recognised whenever the same face is recognised lit: otherwise a dark room
-    would clear excluded students. Each person with several photographs is enrolled from the
-    first and shown in the others at classroom sizes, lit and dimmed to dark-room levels with
-    sensor noise. A miss is a chip at least the clearing distance from its own enrolment (a
-    non-match that would clear an excluded student); photos missed even when lit are dlib's
-    own limit at any contrast and are left out."""
+    face that dlib matches when lit must not come out far enough to be cleared when dimmed:
+    otherwise a dark room would clear excluded students. Each person with several photographs is
+    enrolled from the first and shown in the others at classroom sizes, lit and dimmed to
+    dark-room levels with sensor noise. Only chips that could clear count (yaw and the picture's
+    edge pass the gate); the faces are those dlib matches lit (own distance under the excluded
+    threshold) on such a chip."""
     from fixtures.faces import load_people
     from pipeline.config import PipelineConfig
 
@@ -172,31 +172,33 @@ def test_dimming_a_face_down_to_the_contrast_gate_does_not_make_dlib_miss_it_and
     enrolled = embedder.embed_chips(np.stack([embedder.chip(people[i][0].image, Box(*people[i][0].face_box)) for i in ids]))
     clear_distance = PipelineConfig().identity_clear_distance
     rng = np.random.default_rng(0)
-    passing, dark = [], []  # misses of faces recognised lit: dimmed but passing the gate; darker
+    looks = []  # (contrast, would be cleared) of the dimmed looks at faces matched lit
     for n, who in enumerate(ids):
         for photo in people[who][1:]:
             box = Box(*photo.face_box)
-            for width in (24, 32, 48):
+            for width in (22, 30, 44):
                 s = width / box.width
                 image = cv2.resize(photo.image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA).astype(np.float32)
                 small = Box(int(box.x0 * s), int(box.y0 * s), int(box.x0 * s) + width, int(box.y1 * s))
-                looks = []  # (contrast, missed)
-                for level in (1.0, 0.45, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1):
+                face = []  # (level, contrast, own distance) of the looks that could clear
+                for level in (1.0, 0.6, 0.52, 0.46, 0.42, 0.38, 0.35, 0.32, 0.3, 0.28, 0.26, 0.24, 0.22, 0.2, 0.17, 0.14, 0.11):
                     dim = np.clip(image * level + rng.normal(0, 1.5, image.shape), 0, 255).astype(np.uint8)
                     chip, quality = embedder.chip_and_quality(dim, small)
-                    if quality.yaw <= identity.MAX_CLEARING_YAW:
-                        looks.append((quality.contrast, np.linalg.norm(enrolled[n] - embedder.embed_chip(chip)) >= clear_distance))
-                if not looks or looks[0][0] < 18 or looks[0][1]:
-                    continue  # not a well-lit face that dlib recognises
-                passing += [m for c, m in looks if identity.MIN_CLEARING_CONTRAST <= c < 18]
-                dark += [m for c, m in looks if c < 6]
-    assert len(passing) > 150 and len(dark) > 150, (len(passing), len(dark))
-    print(f"\nrecognised lit, missed dimmed: passing the gate {np.mean(passing):.3f} of {len(passing)}, "
-          f"darker than 6 {np.mean(dark):.3f} of {len(dark)}")
-    # measured over 19 levels and two noise seeds: contrast 14-18 0 of 998, 10-14 1 of 999,
-    # 6-10 12 of 1016, under 6 108 of 956
-    assert np.mean(passing) <= 0.01
-    assert np.mean(dark) >= 0.05  # which is why there is a gate
+                    if quality.yaw <= identity.MAX_CLEARING_YAW and not quality.truncated:
+                        face.append((level, quality.contrast, np.linalg.norm(enrolled[n] - embedder.embed_chip(chip))))
+                if face and face[0][0] == 1.0 and face[0][1] >= 18 and face[0][2] < EXCLUDED_THRESHOLD:
+                    looks += [(contrast, own >= clear_distance) for _, contrast, own in face[1:]]
+    contrast, cleared = np.array([c for c, _ in looks]), np.array([m for _, m in looks])
+    passing = (contrast >= identity.MIN_CLEARING_CONTRAST) & (contrast < 18)
+    dark = contrast < 6
+    print(f"\nmatched lit, would be cleared dimmed: passing the gate {cleared[passing].sum()} of {passing.sum()}, "
+          f"under contrast 6 {cleared[dark].sum()} of {dark.sum()}")
+    assert passing.sum() > 150 and dark.sum() > 100, (passing.sum(), dark.sum())
+    # measured here: 0 of 174 from the gate (12) to 18, 36 of 139 under 6; with the gate at 6 this
+    # fails (2 of 496). The wider study in blur/identity.py found the one miss that dimness made
+    # at 10.1, which this sample does not hold: the test guards the gate, the study placed it.
+    assert not cleared[passing].any()
+    assert cleared[dark].mean() >= 0.05  # which is why there is a gate
 
 
 def test_same_person_matches_across_photos_and_different_people_do_not(photos):
