@@ -363,10 +363,11 @@ class PrivacyEngine:
             weak = self._weak if p.weak is None else p.weak
             firm = [(t, b) for t, b in faces if hide[t] and t not in weak]
             hidden, cores = [b for _, b in firm], [p.cores.get(f, f[1]) for f in firm]
-            seen = [b for t, b in p.seen if not hide.get(t, True)]
-            # a box around a group of cleared faces is not a face, unless identity matched it to
-            # an excluded student: then it is theirs, whatever else was found inside it
-            cores = [c for (t, _), c in zip(firm, cores) if self.policy.matched_excluded(t) or not _holds_faces(c, seen)]
+            seen = list(dict.fromkeys(b for t, b in p.seen if not hide.get(t, True)))
+            if seen and shown and regions:  # otherwise nothing is kept, whatever the cores
+                # a box around a group of cleared faces is not a face, unless identity matched it
+                # to an excluded student: then it is theirs, whatever else was found inside it
+                cores = [c for (t, _), c in zip(firm, cores) if self.policy.matched_excluded(t) or not _holds_faces(c, seen)]
             if cores == hidden:  # no box was cut back or let go: nothing to give to a face found here
                 seen = []
             kept = _kept_pixels(height, width, shown, regions, hidden, seen, cores)
@@ -453,7 +454,7 @@ def _holds_faces(box: Box, seen: list[Box]) -> bool:
     """
     inside = [
         s
-        for s in dict.fromkeys(seen)
+        for s in seen
         if HOLDS_FACES_RATIO * s.width <= box.width
         and box.x0 <= (s.x0 + s.x1) // 2 < box.x1
         and box.y0 <= (s.y0 + s.y1) // 2 < box.y1
