@@ -194,6 +194,10 @@ class IdentityWorker:
         self._in_flight += 1
         return True
 
+    def has_room(self) -> bool:
+        """Would `submit` take one more chip now? (Live work cuts a chip only when it would.)"""
+        return self._in_flight < self.max_pending
+
     def poll(self) -> list[tuple[int, IdentityMatch]]:
         """Results that have arrived, without blocking."""
         self._check_usable()

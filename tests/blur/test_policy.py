@@ -66,6 +66,9 @@ class ScriptedIdentity:
         self.submitted += 1
         return True
 
+    def has_room(self):
+        return len(self.inbox) < self.capacity
+
     def poll(self):
         return []  # answers only arrive when waited for: lets tests see the live, unanswered state
 
@@ -244,11 +247,17 @@ def test_allow_shows_staff_only():
         assert not hidden(image, FACE, textured(i)) and hidden(image, OTHER, textured(i))
 
 
-def test_an_identity_backlog_keeps_faces_redacted_and_is_counted():
-    engine, _ = engine_with("exclude", [Match(None, None)], boxes=(FACE, OTHER), wait=False, capacity=1)
+def test_an_identity_backlog_keeps_faces_redacted_and_is_counted_and_cuts_no_chip_it_would_refuse():
+    engine, identity = engine_with("exclude", [Match(None, None)], boxes=(FACE, OTHER), wait=False, capacity=1)
+    chips = []
+    chipper = engine.policy._chipper
+    engine.policy._chipper = lambda image, box: chips.append(box) or chipper(image, box)
     out = run(engine, 3)
     assert engine.policy.backlog_events >= 1
     assert all(hidden(image, OTHER, textured(i)) for image, i, _ in out)
+    # live, with the worker full, the other face is not cut into a chip frame after frame only
+    # for the worker to refuse it: one chip, the one it took
+    assert identity.submitted == 1 and len(chips) == 1
 
 
 def test_policy_names():

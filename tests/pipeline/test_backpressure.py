@@ -114,6 +114,9 @@ class SlowAnswers:
         self.inbox.append((track_id, None))
         return True
 
+    def has_room(self):
+        return True
+
     def poll(self):
         return []
 
