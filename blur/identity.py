@@ -74,6 +74,16 @@ EXCLUDED_THRESHOLD = 0.6
 # Staff: a false match leaves a student unblurred under `allow`, so be stricter. The teacher is
 # near the camera (about 100 px), where another photograph of the same person is 0.33-0.43.
 STAFF_THRESHOLD = 0.5
+# ... and up to this distance when SFace, too, puts the face within its threshold of the same
+# staff member. Measured on every registry identity with two or more photographs, enrolled from
+# the first, against every registry face (their other photographs, the crowd's, the group
+# photos' strangers) at 22-40 px with sensor noise and sub-pixel shifts, three looks each: of
+# the teachers' own looks 675 are under 0.5 and 186 more from 0.5 to 0.55, where SFace agrees on
+# 171; of 23,715 strangers' looks none is under 0.5, 2 are from 0.5 to 0.55 (0.523 and 0.541, a
+# 22 px stranger and one photograph of obama) and SFace puts both beyond 0.6 (0.68, 0.71). dlib
+# alone at 0.55 would have shown that stranger; at 0.5 a teacher seen at 27 px, 0.509 and 0.531
+# from his enrolment, stayed hidden for his first two seconds in the real suite.
+STAFF_AGREED_THRESHOLD = 0.55
 # SFace (`blur.sface`) cosine distance below which a small face is taken as the enrolled person:
 # where 95 % of strangers are still further away, on the registry photographs (their 5th
 # percentile: 0.59-0.61 from full size down to 20 px)
@@ -382,6 +392,7 @@ class Gallery:
     entries: tuple[GalleryEntry, ...] = ()
     excluded_threshold: float = EXCLUDED_THRESHOLD
     staff_threshold: float = STAFF_THRESHOLD
+    staff_agreed_threshold: float = STAFF_AGREED_THRESHOLD
     sface_threshold: float = SFACE_THRESHOLD
     _matrix: dict = field(default=None, init=False, repr=False, compare=False)
     _sface: dict = field(default=None, init=False, repr=False, compare=False)
@@ -420,14 +431,25 @@ class Gallery:
         embedding cannot change any answer, and need not be computed)."""
         return any(e.sface for e in self.entries)
 
+    def wants_sface(self, embedding: np.ndarray, small: bool = False) -> bool:
+        """Whether the face's SFace embedding could change its answer: a small face's always
+        (when the gallery uses SFace), and any face's whose dlib distance to the nearest staff
+        member lies between `staff_threshold` and `staff_agreed_threshold`."""
+        if not self.uses_sface:
+            return False
+        if small:
+            return True
+        distance, _ = _nearest(self._matrix["staff"], _query(embedding), _euclidean)
+        return self.staff_threshold <= distance < self.staff_agreed_threshold
+
     def match(self, embedding: np.ndarray, sface: np.ndarray | None = None, small: bool = False) -> IdentityMatch:
-        """The answer for one face from its dlib embedding and, for a `small` face, its SFace one
-        (None when the gallery does not use SFace: then no small face can be staff, nor cleared
-        while an excluded student is enrolled)."""
+        """The answer for one face from its dlib embedding and, where `wants_sface` says so, its
+        SFace one (None when the gallery does not use SFace: then no small face can be staff, nor
+        cleared while an excluded student is enrolled)."""
         query = _query(embedding)
         nearest = {role: _nearest(self._matrix[role], query, _euclidean) for role in ROLES}
         excluded, student = nearest["excluded"]
-        sface_query = _query(sface) if small and sface is not None else None
+        sface_query = _query(sface) if sface is not None else None
         sface_excluded = None
         if small:
             s_distance, s_student = _nearest(self._sface["excluded"], sface_query, cosine_distances)
@@ -446,10 +468,12 @@ class Gallery:
         distance, staff = nearest["staff"]
         if distance < self.staff_threshold and (not small or self._sface_agrees(staff, sface_query)):
             return answer(staff, "staff", distance)
+        if distance < self.staff_agreed_threshold and self._sface_agrees(staff, sface_query):
+            return answer(staff, "staff", distance)  # just beyond dlib's threshold, and SFace agrees
         return IdentityMatch(None, None, min(d for d, _ in nearest.values()), excluded, sface_excluded)
 
     def _sface_agrees(self, owner: int, query: np.ndarray | None) -> bool:
-        """Whether SFace, too, puts a small face within its threshold of this staff member."""
+        """Whether SFace, too, puts the face within its threshold of this staff member."""
         stacked, owners = self._sface["staff"]
         own = stacked[owners == owner]
         return query is not None and len(own) > 0 and float(cosine_distances(query, own).min()) < self.sface_threshold

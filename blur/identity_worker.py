@@ -104,11 +104,12 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
 
 def _answer(embedder: FaceEmbedder, second, gallery: Gallery, batch) -> list[IdentityMatch]:
     """The gallery's answers for a batch of (track id, chip, small): dlib on every chip, and
-    SFace (`second`, when the gallery uses it) on the small faces' chips too."""
+    SFace (`second`, when the gallery uses it) too on the chips whose answer it could change
+    (small faces, and faces just beyond the staff threshold: `Gallery.wants_sface`)."""
     chips = np.stack([chip for _, chip, _ in batch])
     embeddings = embedder.embed_chips(chips)
-    small = [i for i, (_, _, is_small) in enumerate(batch) if is_small]
-    sface = dict(zip(small, second.embed_chips(chips[small]))) if second is not None and small else {}
+    wanted = [i for i, (_, _, is_small) in enumerate(batch) if gallery.wants_sface(embeddings[i], is_small)]
+    sface = dict(zip(wanted, second.embed_chips(chips[wanted]))) if second is not None and wanted else {}
     return [gallery.match(e, sface.get(i), small=batch[i][2]) for i, e in enumerate(embeddings)]
 
 
