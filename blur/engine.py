@@ -40,7 +40,7 @@ from blur.detector import FaceDetector
 from blur.policy import FacePolicy
 from blur.redact import REDACTORS, face_region, pixelate_frame
 from blur.tracker import WEAK_SCORE, FaceTracker, lerp, merge_overlapping
-from blur.types import Box, Detection, FrameReport
+from blur.types import Box, Detection, FaceRecord, FrameReport
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class _Pending:
     # held faces (tracks not found in this frame): (track id, held box) -> the box its face was
     # last found at, moved on by its speed; the held box is that grown for the time unseen
     cores: dict = field(default_factory=dict)
+    scores: dict = field(default_factory=dict)  # track id -> detection confidence, for the faces found here
 
 
 @dataclass
@@ -255,7 +256,8 @@ class PrivacyEngine:
         over = self.budget_s is not None and took > self.budget_s
         self._pending.append(
             _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False,
-                     over_budget=over, anchor=anchor and self._strong is not None, cores=cores)
+                     over_budget=over, anchor=anchor and self._strong is not None, cores=cores,
+                     scores={t.track_id: t.score for t in seen})
         )
         # A face first found in this frame may have been in the held frames before it, unfound.
         self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
@@ -346,7 +348,9 @@ class PrivacyEngine:
             height, width = p.image.shape[:2]
             if p.fail_closed or (whole_from is not None and n >= whole_from):
                 pixelate_frame(p.image)
-                out.append((p.image, p.tag, FrameReport(p.detected, 0, fail_closed=True)))
+                records = tuple(FaceRecord(t, b, True, t in p.scores, p.scores.get(t), "fail closed")
+                                for t, b in dict.fromkeys(p.faces))
+                out.append((p.image, p.tag, FrameReport(p.detected, 0, fail_closed=True, faces=records)))
                 continue
             if self._background is not None:
                 self._background.apply(p.image)
@@ -375,8 +379,26 @@ class PrivacyEngine:
             for region in regions:
                 self._redact(p.image, region)
             put_back()
-            out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget)))
+            found = set(p.seen)
+            records = tuple(FaceRecord(t, b, hide[t], (t, b) in found, p.scores.get(t), self._why(p, t, hide[t], weak))
+                            for t, b in faces)
+            out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget, faces=records)))
         return out
+
+    def _why(self, p: _Pending, track_id: int, hidden: bool, weak: set) -> str:
+        """The reason a face was hidden or shown in a released frame (`FaceRecord.why`)."""
+        if p.over_budget:
+            return "over budget"
+        state = self.policy.state(track_id)
+        if not hidden:
+            return state
+        if track_id in weak:
+            return "weak"
+        if state == "cleared" and self.policy.name == "allow":
+            return "not staff"
+        if state in ("cleared", "staff"):  # decided at an anchor, before the answer that cleared it
+            return "pending"
+        return state
 
     def close(self) -> None:
         if self._pool is not None:

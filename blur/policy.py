@@ -331,6 +331,14 @@ class FacePolicy:
             return True
         return self._redacts(self.tracks.get(track_id, TrackIdentity()).state)
 
+    def state(self, track_id: int) -> str:
+        """What identity holds of the track now: unknown, pending, cleared, staff or excluded
+        (`all` under the `all` policy, which asks no one)."""
+        if not self.needs_identity:
+            return "all"
+        ident = self.tracks.get(track_id)
+        return ident.state if ident is not None else UNKNOWN
+
     def matched_excluded(self, track_id: int) -> bool:
         """Whether identity has matched this track to an excluded student (or it inherited that)."""
         ident = self.tracks.get(track_id)

@@ -44,9 +44,28 @@ class Detection:
 
 
 @dataclass(frozen=True)
+class FaceRecord:
+    """One face box the engine decided on in one frame: boxes and numbers, never pixels.
+
+    `why` is the reason behind the decision: for a shown face `cleared` or `staff`; for a hidden
+    one `excluded`, `unknown`, `pending` (identity had not answered), `weak` (only ever found
+    faintly), `not staff` (`allow`), `all` (the `all` policy), `over budget` or `fail closed`.
+    """
+
+    track_id: int
+    box: Box
+    hidden: bool
+    found: bool  # detected in this very frame (else held, reached back to, or between two anchors)
+    score: float | None  # the detection's confidence, where found
+    why: str
+
+
+@dataclass(frozen=True)
 class FrameReport:
-    """What the engine did to one frame; the pipeline adds these up for the manifest."""
+    """What the engine did to one frame; the pipeline adds these up for the manifest, and keeps
+    its faces for the recording's track index."""
 
     faces_detected: int
     faces_redacted: int
     fail_closed: bool
+    faces: tuple[FaceRecord, ...] = ()

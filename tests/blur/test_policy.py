@@ -525,3 +525,20 @@ def test_a_hidden_box_around_cleared_faces_found_there_gives_them_back_unless_he
     for image, original, i in frames([unknown] + [cleared] * 3, detector=FirstFrameThen([group] + faces, [group])):
         if i > 0:
             assert all(hidden(image, face, original) for face in faces), i
+
+
+def test_every_released_frame_says_for_each_face_where_it_was_what_was_decided_and_why():
+    # given a cleared face and an excluded one, found in every frame
+    engine, _ = engine_with("exclude", [Match(None, None), Match("s-17", "excluded")], boxes=(FACE, OTHER))
+    out = run(engine, 5)
+    assert len(out) == 5
+    for _, i, report in out:
+        by_box = {f.box: f for f in report.faces}
+        # then the report holds both boxes, found here, with the decision and its reason
+        assert set(by_box) == {FACE, OTHER}, i
+        assert (by_box[FACE].hidden, by_box[FACE].why, by_box[FACE].found) == (False, "cleared", True)
+        assert (by_box[OTHER].hidden, by_box[OTHER].why) == (True, "excluded")
+        assert by_box[OTHER].score == 0.9 and by_box[OTHER].track_id != by_box[FACE].track_id
+    # and under `all`, and for a frame failed closed, every face is hidden and says so
+    engine = PrivacyEngine(Scripted([FACE]), policy=FacePolicy("all"))
+    assert {(f.hidden, f.why) for _, _, r in run(engine, 3) for f in r.faces} == {(True, "all")}
