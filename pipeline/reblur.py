@@ -5,10 +5,12 @@ Each recording is one task, run the same way by the local process pool and by Ra
 1. its manifest says which gallery it was blurred with; a current one is skipped (`--force`
    re-blurs anyway);
 2. the video is read from storage in ranges, decoded, run through the privacy engine with the
-   current gallery, re-encoded and uploaded as `video.next.mp4`, all in memory;
+   current gallery, re-encoded and uploaded as `video.next.mp4`, all in memory, with its track
+   index as `tracks.next.json.gz`;
 3. the new object is verified (frames decoded against the original's, SHA-256 against what
-   was sent); the manifest then points at it, with a `reblurred_from` entry;
-4. it is copied over `video.mp4`, the manifest points back there, and `video.next.mp4` goes.
+   was sent); the manifest then points at it and its index, with a `reblurred_from` entry;
+4. they are copied over `video.mp4` and `tracks.json.gz`, the manifest points back there, and
+   the `.next` objects go.
 
 At every step the manifest points at a complete, verified video: a crash leaves either the old
 recording or the new one, never neither, and a re-run resumes (step 4) or skips (done).
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 NEXT = "video.next.mp4"
 CURRENT = "video.mp4"
+NEXT_INDEX, CURRENT_INDEX = "tracks.next.json.gz", "tracks.json.gz"  # each video's track index, beside it
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
         faces_redacted=new.faces_redacted,
         fail_closed_frames=new.fail_closed_frames,
         video=VideoRecord(key=f"{folder}/{NEXT}", parts=new.video.parts, bytes=check.size, sha256=check.sha256),
+        tracks_index=new.tracks_index,  # the new video's (beside video.next.mp4 until promoted), or none
     )
     put_manifest(client, settings, bucket, task.manifest_key, updated, tags)
     _promote(client, settings, bucket, task.manifest_key, updated, tags)
@@ -176,9 +180,20 @@ def _promote(client, settings, bucket: str, manifest_key: str, manifest, tags: d
         raise explain(err, settings, bucket, "replace the original video") from err
     if size != manifest.video.bytes:
         raise RuntimeError(f"the copied video has {size} bytes, not {manifest.video.bytes}")
-    done = manifest.changed(video=replace(manifest.video, key=target))
+    index = manifest.tracks_index
+    if index is not None and index.key == f"{folder}/{NEXT_INDEX}":  # the new video's index goes beside it too
+        try:
+            client.copy_object(
+                Bucket=bucket, Key=f"{folder}/{CURRENT_INDEX}", CopySource={"Bucket": bucket, "Key": index.key},
+                ServerSideEncryption="AES256", TaggingDirective="COPY", MetadataDirective="COPY",
+            )
+        except (ClientError, BotoCoreError) as err:
+            raise explain(err, settings, bucket, "replace the track index") from err
+        index = replace(index, key=f"{folder}/{CURRENT_INDEX}")
+    done = manifest.changed(video=replace(manifest.video, key=target), tracks_index=index)
     put_manifest(client, settings, bucket, manifest_key, done, tags)
     _delete_quietly(client, bucket, source)
+    _delete_quietly(client, bucket, f"{folder}/{NEXT_INDEX}")
 
 
 def _abort_next(client, bucket: str, folder: str) -> None:

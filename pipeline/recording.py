@@ -1,11 +1,13 @@
 """The composition root of one recording: source → privacy → encoder → part buffer → S3.
 
 Each stage (`pipeline.stream`) is a thread owned by a Supervisor and joined by bounded queues;
-this module is the only place that knows about all of them, and writes the manifest.
+this module is the only place that knows about all of them, and writes the manifest and the
+track index (`pipeline/track_index.py`) beside the video.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import threading
@@ -19,9 +21,12 @@ from classcap.clock import utc_stamp
 from pipeline.config import Placement, PipelineConfig
 from pipeline.stages import Supervisor
 from pipeline.stream import Counters, EncodeStage, ReadStage, RedactStage, SendStage
+from pipeline.track_index import SCHEMA as INDEX_SCHEMA
+from pipeline.track_index import TrackIndex
 from upload.admin import retention_tags
 from upload.encoder import EncoderSettings
-from upload.manifest import Manifest, VideoRecord, put_manifest
+from upload.errors import UploadError
+from upload.manifest import IndexRecord, Manifest, VideoRecord, put_document, put_manifest
 from upload.multipart import MultipartUpload
 from upload.retry import Retrier
 from upload.storage import S3Location, StorageSettings
@@ -86,6 +91,10 @@ class Recording:
             self.recording_id, self.video_key = into
             folder = self.video_key.rsplit("/", 1)[0]
         self.manifest_key = f"{folder}/manifest.json"
+        # beside the video it describes: video.mp4 → tracks.json.gz (a re-blur's video.next.mp4 → tracks.next.json.gz)
+        self.index_key = f"{folder}/" + self.video_key.rsplit("/", 1)[1].replace("video", "tracks", 1).removesuffix(".mp4") + ".json.gz"
+        self.index = TrackIndex(self.recording_id, self.info.width, self.info.height, self.info.time_base)
+        self.index_record: IndexRecord | None = None
         self.tags = retention_tags(self.started, config.retention_days)
         # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.
         self.retrier = Retrier(give_up_after_s=config.outage_give_up_s)
@@ -131,6 +140,7 @@ class Recording:
             with upload:
                 self._stream(upload)
                 upload.complete()
+            self._write_index()
         except BaseException as err:
             self._write_manifest_quietly("failed", error=sentence(err), upload=upload)
             raise
@@ -165,7 +175,7 @@ class Recording:
         if self._finish.is_set():  # stopped before it began
             sup.finish()
         sup.spawn("source", ReadStage(self.source, raw, c, keep_audio))
-        sup.spawn("privacy", RedactStage(self.engine, raw, redacted, c))
+        sup.spawn("privacy", RedactStage(self.engine, raw, redacted, c, index=self.index))
         sup.spawn("encode", encode)
         sup.spawn("upload", SendStage(parts, upload, c))
         try:
@@ -178,6 +188,22 @@ class Recording:
             c.dropped_audio_chunks = raw.dropped_by_kind["AudioChunk"]
             c.queue_high_water = {q.name: q.high_water for q in (raw, redacted, parts)}
             c.upload_retries = self.retrier.outages.retries
+
+    def _write_index(self) -> None:
+        """The track index beside the finished video. The video is what matters: if storage
+        refuses the index, the recording stays complete without one (a re-blur then does a full
+        pass and writes it), and the technician hears why."""
+        if self.index.failed is not None:
+            log.error("the recording is complete without its track index: %s", self.index.failed)
+            return
+        body = self.index.to_bytes()
+        try:
+            put_document(self.client, self.storage, self.location.bucket, self.index_key, body, "application/gzip",
+                         self.tags, "write the track index", self.retrier)
+        except UploadError as err:
+            log.error("the recording is complete but its track index could not be written: %s", err)
+            return
+        self.index_record = IndexRecord(self.index_key, len(body), hashlib.sha256(body).hexdigest(), INDEX_SCHEMA)
 
     def _encoder_settings(self, with_audio: bool) -> EncoderSettings:
         return EncoderSettings(
@@ -242,6 +268,7 @@ class Recording:
                 bytes=upload.bytes_sent if upload else 0,
                 sha256=upload.sha256 if upload and status == "complete" else None,
             ),
+            tracks_index=self.index_record,
             retention_until=self.tags["retention-until"],
         )
 

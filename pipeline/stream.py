@@ -94,8 +94,9 @@ class RedactStage:
     the order the source gave them.
     """
 
-    def __init__(self, engine, inbox: BoundedQueue, out: BoundedQueue, counters: Counters):
+    def __init__(self, engine, inbox: BoundedQueue, out: BoundedQueue, counters: Counters, index=None):
         self.engine, self.inbox, self.out, self.counters = engine, inbox, out, counters
+        self.index = index  # pipeline.track_index.TrackIndex: each released frame's faces, in output order
         self._held_audio: deque[tuple[int, AudioChunk]] = deque()  # (frames that came before it, chunk)
         self._frames_in = self._frames_out = 0
 
@@ -125,6 +126,13 @@ class RedactStage:
             c.faces_detected += report.faces_detected
             c.faces_redacted += report.faces_redacted
             c.fail_closed_frames += report.fail_closed
+            if self.index is not None and self.index.failed is None:
+                try:
+                    self.index.add(frame.pts, report)
+                except Exception as err:  # noqa: BLE001 - the index describes the video; it must never cost it
+                    self.index.failed = f"{type(err).__name__}: {err}"
+                    log.error("the track index stops at frame %d (%s); the recording goes on without it",
+                              self.index.frames, self.index.failed)
             self.out.put(replace(frame, image=image))  # the engine's output is what goes on
             self._frames_out += 1
             while self._held_audio and self._held_audio[0][0] <= self._frames_out:

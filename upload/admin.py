@@ -88,6 +88,10 @@ class RecordingKeys:
     def manifest(self) -> str:
         return f"{self.folder}/manifest.json"
 
+    @property
+    def tracks_index(self) -> str:
+        return f"{self.folder}/tracks.json.gz"
+
 
 def find_recording(client, settings: StorageSettings, bucket: str, recording_id: str, prefix: str = "recordings/") -> RecordingKeys:
     """The folder of `recording_id` (its manifest, its video, or an interrupted upload of it)."""
@@ -251,7 +255,7 @@ def verify(client, settings: StorageSettings, bucket: str, keys: RecordingKeys) 
 def set_keep(client, settings: StorageSettings, bucket: str, keys: RecordingKeys, keep: bool = True) -> list[str]:
     """Tags the recording's objects `keep=true` (an exemplar: the lifecycle rule passes it by)."""
     tagged = []
-    for key in (keys.video, keys.manifest):
+    for key in (keys.video, keys.manifest, keys.tracks_index):
         try:
             current = client.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
         except ClientError as err:
@@ -273,7 +277,7 @@ def set_keep(client, settings: StorageSettings, bucket: str, keys: RecordingKeys
 
 
 def delete_recording(client, settings: StorageSettings, bucket: str, keys: RecordingKeys) -> list[str]:
-    """Deletes the video, the manifest and any interrupted upload of the recording."""
+    """Deletes every object of the recording (video, manifest, track index) and any interrupted upload."""
     removed = []
     try:
         for upload in _uploads(client, bucket, keys.folder + "/"):

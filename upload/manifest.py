@@ -8,6 +8,8 @@ one sentence rather than half-read.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -30,6 +32,17 @@ class VideoRecord:
     parts: int = 0
     bytes: int = 0
     sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class IndexRecord:
+    """The recording's track index object beside the video (`pipeline/track_index.py` makes it;
+    to storage it is opaque bytes): where, how big, its SHA-256 and the schema it is written in."""
+
+    key: str
+    bytes: int
+    sha256: str
+    schema: str
 
 
 @dataclass(frozen=True)
@@ -95,6 +108,7 @@ class Manifest:
     upload_retries: int | None = None
     error: str | None = None
     video: VideoRecord = VideoRecord()
+    tracks_index: IndexRecord | None = None  # None: no index (an older recording, or it could not be written)
     retention_until: str | None = None
     # Only in a manifest that was recovered, or re-blurred: absent from the document otherwise.
     recovered_at: str | None = None
@@ -114,7 +128,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         doc = {"schema": SCHEMA, **asdict(self)}
         doc["gaps"], doc["storage_outages"] = list(doc["gaps"]), list(doc["storage_outages"])
-        for name in ("recovered_at", "recovery"):
+        for name in ("recovered_at", "recovery", "tracks_index"):
             if doc[name] is None:
                 del doc[name]
         if doc["reblurred_from"]:
@@ -141,6 +155,8 @@ class Manifest:
                 values["video"] = VideoRecord(**values["video"])
             else:
                 values.pop("video", None)
+            if values.get("tracks_index") is not None:
+                values["tracks_index"] = IndexRecord(**values["tracks_index"])
             if values.get("recovery") is not None:
                 values["recovery"] = Recovery(**values["recovery"])
             values["reblurred_from"] = tuple(EarlierVideo(**e) for e in values.get("reblurred_from") or ())
@@ -165,7 +181,13 @@ class Manifest:
 def put_manifest(
     client, settings: StorageSettings, bucket: str, key: str, manifest: Manifest, tags: dict[str, str], retrier: Retrier | None = None
 ) -> None:
-    body = manifest.to_json()
+    put_document(client, settings, bucket, key, manifest.to_json(), "application/json", tags, "write the manifest", retrier)
+
+
+def put_document(client, settings: StorageSettings, bucket: str, key: str, body: bytes, content_type: str,
+                 tags: dict[str, str], what: str, retrier: Retrier | None = None) -> None:
+    """One small object beside the video, encrypted and tagged like it (so the lifecycle rule
+    expires it with the video and `storage keep` keeps it)."""
 
     def once():
         try:
@@ -173,14 +195,15 @@ def put_manifest(
                 Bucket=bucket,
                 Key=key,
                 Body=body,
-                ContentType="application/json",
+                ContentType=content_type,
                 ServerSideEncryption="AES256",
                 Tagging="&".join(f"{k}={v}" for k, v in tags.items()),
+                ContentMD5=base64.b64encode(hashlib.md5(body).digest()).decode(),  # the server checks it arrived whole
             )
         except (ClientError, BotoCoreError) as err:
-            raise explain(err, settings, bucket, "write the manifest") from err
+            raise explain(err, settings, bucket, what) from err
 
-    (retrier or Retrier(give_up_after_s=0)).call("write the manifest", once)
+    (retrier or Retrier(give_up_after_s=0)).call(what, once)
 
 
 def get_manifest(client, bucket: str, key: str) -> Manifest:

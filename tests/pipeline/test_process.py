@@ -8,6 +8,7 @@ import av
 import pytest
 
 from fixtures.measure import face_left
+from pipeline.track_index import from_bytes
 
 
 def decode(data_or_path):
@@ -58,6 +59,24 @@ def test_process_uploads_a_blurred_copy_with_every_frame_and_no_face_left(classc
     assert head["ServerSideEncryption"] == "AES256"
     tags = s3.get_object_tagging(Bucket=bucket, Key=result["video_key"])["TagSet"]
     assert sorted(tags, key=lambda t: t["Key"]) == [{"Key": "keep", "Value": "false"}, {"Key": "retention-until", "Value": manifest["retention_until"]}]
+    # and beside the video lies its track index, stored like it and named in the manifest:
+    # every frame, every face redacted there with its box (boxes and numbers, no pixels)
+    index_key = result["video_key"].replace("video.mp4", "tracks.json.gz")
+    index = s3.get_object(Bucket=bucket, Key=index_key)["Body"].read()
+    assert manifest["tracks_index"] == {"key": index_key, "bytes": len(index), "sha256": hashlib.sha256(index).hexdigest(),
+                                        "schema": "classcap.tracks/1"}
+    assert s3.head_object(Bucket=bucket, Key=index_key)["ServerSideEncryption"] == "AES256"
+    index_tags = s3.get_object_tagging(Bucket=bucket, Key=index_key)["TagSet"]
+    assert sorted(index_tags, key=lambda t: t["Key"]) == sorted(tags, key=lambda t: t["Key"])
+    stored = from_bytes(index)
+    assert stored.recording_id == result["recording_id"] and len(stored.pts) == 90 and (stored.width, stored.height) == (1280, 720)
+    assert stored.tracks and all(t.decision == "hidden" and set(t.why) == {"all"} for t in stored.tracks)
+    for i in (10, 45, 80):  # each ground-truth face lies inside a box the index has for that frame
+        boxes = [b for t in stored.tracks for f, b in zip(t.frames, t.boxes) if f == i]
+        for face in truth[i]:
+            if face.visible_fraction > 0.5:
+                cx, cy = (face.box[0] + face.box[2]) / 2, (face.box[1] + face.box[3]) / 2
+                assert any(x0 <= cx <= x1 and y0 <= cy <= y1 for x0, y0, x1, y1 in boxes), (i, face.identity)
 
 
 def test_the_measure_tells_an_intact_face_from_a_redacted_one(classroom_clip):

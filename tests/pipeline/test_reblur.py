@@ -10,6 +10,7 @@ import pytest
 from conftest import storage_env
 from fixtures.faces import default_cache_dir, load_faces
 from fixtures.measure import MIN_VISIBLE, face_left
+from pipeline.track_index import from_bytes
 
 
 def photo(name):
@@ -65,6 +66,7 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
         inputs = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
     before = {r["video_key"]: get(s3, bucket, r["video_key"]) for r in made}
     assert biden_left(classroom_clip, inputs, frames_of(before[made[0]["video_key"]])) > 10, "the student was visible before"
+    before_index = {r["video_key"]: get(s3, bucket, r["video_key"].replace("video.mp4", "tracks.json.gz")) for r in made}
 
     assert classcap("gallery", "add", "--id", "s-9", "--role", "excluded", photo("biden.jpg"), env=env).returncode == 0
     run = classcap("reblur", f"s3://{bucket}/recordings", "--workers", "2", env=env, timeout=900)
@@ -85,8 +87,17 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
         assert m["video"]["sha256"] == hashlib.sha256(data).hexdigest() != hashlib.sha256(before[r["video_key"]]).hexdigest()
         [entry] = m["reblurred_from"]
         assert entry["sha256"] == hashlib.sha256(before[r["video_key"]]).hexdigest()
+        # and the track index beside it is the new video's: the student's tracks now hidden as excluded
+        index = get(s3, bucket, m["tracks_index"]["key"])
+        assert m["tracks_index"]["key"] == r["video_key"].replace("video.mp4", "tracks.json.gz")
+        assert m["tracks_index"]["sha256"] == hashlib.sha256(index).hexdigest()
+        stored = from_bytes(index)
+        assert len(stored.pts) == r["frames_out"]
+        assert any("excluded" in t.why for t in stored.tracks)
+        assert not any("excluded" in t.why for t in from_bytes(before_index[r["video_key"]]).tracks)
     keys = objects(s3, bucket)
-    assert sorted(keys) == sorted([r["video_key"] for r in made] + [r["manifest_key"] for r in made]), "originals replaced, nothing left over"
+    assert sorted(keys) == sorted([r["video_key"] for r in made] + [r["manifest_key"] for r in made]
+                                  + [r["video_key"].replace("video.mp4", "tracks.json.gz") for r in made]), "originals replaced, nothing left over"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
     again = classcap("reblur", f"s3://{bucket}/recordings", env=env)
@@ -131,7 +142,7 @@ def test_the_ray_engine_produces_the_same_objects_as_the_local_engine(classcap, 
     key = made[0]["video_key"]
     assert get(s3, bucket, key) == get(s3, twin, key), "the same video, byte for byte"
     ours, theirs = (json.loads(get(s3, b, made[0]["manifest_key"])) for b in (bucket, twin))
-    for field in ("gallery_version", "frames_out", "faces_redacted", "video"):
+    for field in ("gallery_version", "frames_out", "faces_redacted", "video", "tracks_index"):
         assert ours[field] == theirs[field], field
 
 

@@ -94,7 +94,7 @@ def test_verify_finds_a_tampered_video_and_keep_and_delete_act_on_one_recording(
 
     kept = classcap("storage", "keep", first["recording_id"], env=env)
     assert kept.returncode == 0, kept.stderr
-    for key in (first["video_key"], first["manifest_key"]):
+    for key in (first["video_key"], first["manifest_key"], first["video_key"].replace("video.mp4", "tracks.json.gz")):
         tags = {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
         assert tags["keep"] == "true" and tags["retention-until"]
 

@@ -61,6 +61,34 @@ def test_the_privacy_stage_keeps_sound_behind_the_frames_it_came_after_and_hands
     assert changed == len(frames), "under `all` every frame with faces goes on redacted"
 
 
+def test_a_track_index_that_fails_stops_but_the_frames_go_on():
+    # given a privacy stage whose track index breaks at its third frame (a fault injected)
+    from pipeline.track_index import TrackIndex
+
+    class Breaks(TrackIndex):
+        def add(self, pts, report):
+            if self.frames == 2:
+                raise OverflowError("a box past what the index can hold")
+            super().add(pts, report)
+
+    classroom = Classroom(ClassroomSpec(seed=3, duration_s=0.5))
+    engine, _ = build_engine(PipelineConfig(policy="all"))
+    sup = Supervisor()
+    raw, redacted = sup.queue("raw", 64), sup.queue("redacted", 64)
+    for synthetic in classroom.frames():
+        raw.put(Frame(synthetic.index, TB, synthetic.image.copy(), "test", time.monotonic()))
+    raw.put(END)
+    index = Breaks("r", 1280, 720, TB)
+    sup.spawn("privacy", RedactStage(engine, raw, redacted, Counters(), index=index))
+    out = []
+    sup.spawn("collect", lambda: out.extend(drain(redacted)))
+    sup.join()
+    engine.close()
+    # then every frame still goes on to the encoder, and the index says why it stopped
+    assert len(out) == len(list(classroom.frames())) > 3
+    assert index.frames == 2 and "OverflowError" in index.failed
+
+
 def encode_noise(live: bool, frames: int = 60):
     """Runs the encode stage alone on noise (large parts quickly) into a part queue of one,
     read by nobody until the stage has either asked to finish or handed on everything."""
