@@ -3,21 +3,21 @@ and why, and its best views. Boxes and numbers only: no pixels, no embeddings, n
 
 `TrackIndex.add(pts, report)` takes each released frame's `FrameReport` in output order; `to_bytes`
 gives the stored document (gzip-compressed JSON, schema `classcap.tracks/1`) and `from_bytes` reads
-one back. A re-blur reads it to embed only the tracks that were shown, at their best views, and to
-find the frames (and so the fragments) in which a newly hidden track appears.
+one back, track by track. A re-blur reads it to embed only the tracks that were shown, at their
+best views, and to find the frames (and so the fragments) in which a newly hidden track appears.
 
-Per face-frame the index holds 15 bytes in memory (frame, box, flags, score). Measured on a
-synthetic hour of 40 faces (108,000 frames): 67 MB more resident memory by the end, and writing
-it took 4.6 s and 22 MB more, for 9.5 MiB stored. (So it grows with the lesson: streaming it
-out as it is made is the next step.)
+The document lists the frames in order, each with its faces (`[track, x0, y0, x1, y1, flags,
+score]`), then a summary per track. Each frame goes into the compressor as it is added, so what
+the index holds grows by its compressed size only, not by the faces' numbers: measured on a
+synthetic hour of 40 faces (108,000 frames), see `tests/pipeline/test_track_index.py`.
 """
 
 from __future__ import annotations
 
 import gzip
+import heapq
 import json
 import zlib
-from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -25,7 +25,6 @@ from fractions import Fraction
 SCHEMA = "classcap.tracks/1"
 BEST_VIEWS = 3  # per track: the frames a re-blur embeds to judge it again
 BEST_VIEW_GAP = 15  # frames between two best views, so that they are different moments
-_NO_SCORE = 0xFFFF
 
 
 class TrackIndexError(ValueError):
@@ -34,11 +33,16 @@ class TrackIndexError(ValueError):
 
 @dataclass
 class _Track:
-    frames: array = field(default_factory=lambda: array("I"))  # output frame numbers
-    boxes: array = field(default_factory=lambda: array("h"))  # x0, y0, x1, y1 per frame (held boxes may reach past the edge)
-    flags: array = field(default_factory=lambda: array("B"))  # 1: hidden, 2: found in that frame
-    scores: array = field(default_factory=lambda: array("H"))  # confidence × 1000 where found
+    """What the index keeps of a track while recording: its reasons, and candidates for best views
+    (the most confident find in each WINDOW frames, the best KEPT_WINDOWS of them)."""
+
     why: Counter = field(default_factory=Counter)  # reason -> frames
+    windows: list = field(default_factory=list)  # heap of (score, width, -frame, window)
+    window_of: dict = field(default_factory=dict)  # window -> its entry in the heap
+
+
+KEPT_WINDOWS = 32
+WINDOW = max(1, BEST_VIEW_GAP // 3)  # three windows to a gap: neighbours of the best still leave room
 
 
 @dataclass(frozen=True)
@@ -64,15 +68,24 @@ class TrackSummary:
 class TrackIndex:
     def __init__(self, recording_id: str, width: int, height: int, time_base: Fraction):
         self.recording_id, self.width, self.height, self.time_base = recording_id, width, height, Fraction(time_base)
-        self.pts = array("q")
         self._tracks: dict[int, _Track] = {}
+        self.frames = 0
         self.failed: str | None = None  # why it could not follow the recording (then it is not stored)
+        self._z = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container, with a zero timestamp
+        self._out: list[bytes] = []
+        head = {"schema": SCHEMA, "recording_id": recording_id, "width": width, "height": height,
+                "time_base": [self.time_base.numerator, self.time_base.denominator]}
+        self._put(json.dumps(head, separators=(",", ":"))[:-1] + ',"frames":[')
+
+    def _put(self, text: str) -> None:
+        chunk = self._z.compress(text.encode())
+        if chunk:
+            self._out.append(chunk)
 
     def add(self, pts: int, report) -> None:
         """The faces of the next frame out (`blur.types.FrameReport`); a track's boxes in one frame
         (held, reached back to, between anchors) are kept as the one box that covers them all."""
-        frame = len(self.pts)
-        self.pts.append(int(pts))
+        frame = self.frames
         merged: dict[int, list] = {}
         for face in report.faces:
             b = face.box
@@ -85,64 +98,60 @@ class TrackIndex:
             entry[4] = entry[4] or face.hidden
             if face.found and not entry[5]:
                 entry[5], entry[6] = True, face.score
-        for track_id, (x0, y0, x1, y1, hidden, found, score, why) in merged.items():
+        faces = []
+        for track_id, (x0, y0, x1, y1, hidden, found, score, why) in sorted(merged.items()):
             track = self._tracks.setdefault(track_id, _Track())
-            track.frames.append(frame)
-            track.boxes.extend((x0, y0, x1, y1))
-            track.flags.append(int(hidden) | (2 if found else 0))
-            track.scores.append(_NO_SCORE if score is None or not found else min(_NO_SCORE - 1, round(score * 1000)))
             track.why[why] += 1
+            milli = round(score * 1000) if found and score is not None else None
+            if milli is not None:
+                _consider(track, milli, x1 - x0, frame)
+            faces.append(f"[{int(track_id)},{int(x0)},{int(y0)},{int(x1)},{int(y1)},{int(hidden) | (2 if found else 0)},"
+                         f"{'null' if milli is None else milli}]")
+        self._put(("," if frame else "") + f"[{int(pts)},[" + ",".join(faces) + "]]")
+        self.frames += 1
 
     @property
-    def frames(self) -> int:
-        return len(self.pts)
+    def held_bytes(self) -> int:
+        """What the index holds so far, compressed (the compressor's own window aside)."""
+        return sum(map(len, self._out))
 
     def to_bytes(self) -> bytes:
-        """The stored document: gzip-compressed JSON, written in pieces straight into the
-        compressor, so that an hour's index never stands in memory as Python lists or one string."""
-        z = zlib.compressobj(6, zlib.DEFLATED, 31)  # 31: the gzip container, with a zero timestamp
-        out: list[bytes] = []
-
-        def put(text: str) -> None:
-            out.append(z.compress(text.encode()))
-
-        head = {"schema": SCHEMA, "recording_id": self.recording_id, "width": self.width, "height": self.height,
-                "time_base": [self.time_base.numerator, self.time_base.denominator], "frames": len(self.pts)}
-        put(json.dumps(head, separators=(",", ":"))[:-1] + ',"pts":')
-        _put_numbers(put, self.pts)
-        put(',"tracks":[')
+        """The stored document: the frames as they came, then a summary per track. Once only."""
+        self._put('],"tracks":[')
         for n, (track_id, t) in enumerate(sorted(self._tracks.items())):
-            put(("," if n else "") + f'{{"id":{int(track_id)},"frames":')
-            _put_numbers(put, t.frames)
-            put(',"boxes":')
-            _put_numbers(put, t.boxes)
-            put(',"hidden":')
-            _put_numbers(put, t.flags, lambda f: f & 1)
-            put(',"found":')
-            _put_numbers(put, t.flags, lambda f: f >> 1 & 1)
-            put(',"why":' + json.dumps(dict(sorted(t.why.items())), separators=(",", ":")))
-            put(',"best":' + json.dumps(best_views(t)) + "}")
-        put("]}")
-        out.append(z.flush())
-        return b"".join(out)
+            self._put(("," if n else "") + json.dumps(
+                {"id": int(track_id), "why": dict(sorted(t.why.items())), "best": best_views(t)}, separators=(",", ":")))
+        self._put("]}")
+        self._out.append(self._z.flush())
+        data, self._out = b"".join(self._out), []
+        return data
 
 
-def _put_numbers(put, values: array, each=None, chunk: int = 8192) -> None:
-    """A JSON array of integers, a chunk at a time."""
-    put("[")
-    for start in range(0, len(values), chunk):
-        part = values[start : start + chunk]
-        put(("," if start else "") + ",".join(map(str, part if each is None else map(each, part))))
-    put("]")
+def _consider(track: _Track, score: int, width: int, frame: int) -> None:
+    """Keep this find as a candidate best view if it is the best of its window, and its window
+    among the track's KEPT_WINDOWS best."""
+    window = frame // WINDOW
+    entry = (score, width, -frame, window)
+    old = track.window_of.get(window)
+    if old is not None:
+        if entry[:2] <= old[:2]:
+            return
+        track.windows.remove(old)
+        heapq.heapify(track.windows)
+    elif len(track.windows) >= KEPT_WINDOWS:
+        if entry[:2] <= track.windows[0][:2]:
+            return
+        del track.window_of[heapq.heappop(track.windows)[3]]
+    heapq.heappush(track.windows, entry)
+    track.window_of[window] = entry
 
 
 def best_views(t: _Track) -> list[int]:
     """Up to BEST_VIEWS frames where the track was found, most confident (then widest) first, at
     least BEST_VIEW_GAP frames apart."""
-    candidates = [(t.scores[i], t.boxes[4 * i + 2] - t.boxes[4 * i], t.frames[i])
-                  for i in range(len(t.frames)) if t.flags[i] & 2 and t.scores[i] != _NO_SCORE]
     chosen: list[int] = []
-    for _, _, frame in sorted(candidates, key=lambda c: (-c[0], -c[1], c[2])):
+    for _, _, minus_frame, _ in sorted(t.windows, key=lambda c: (-c[0], -c[1], -c[2])):
+        frame = -minus_frame
         if all(abs(frame - other) >= BEST_VIEW_GAP for other in chosen):
             chosen.append(frame)
             if len(chosen) == BEST_VIEWS:
@@ -171,19 +180,26 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
         schema = doc.get("schema") if isinstance(doc, dict) else None
         raise TrackIndexError(f"{where} is of schema {schema!r}; this classcap reads {SCHEMA!r} only.")
     try:
+        lives: dict[int, list] = {}  # track -> [frames, boxes, hidden, found]
+        pts = []
+        for frame, (stamp, faces) in enumerate(doc["frames"]):
+            pts.append(int(stamp))
+            for track_id, x0, y0, x1, y1, flags, _score in faces:
+                life = lives.setdefault(int(track_id), [[], [], [], []])
+                life[0].append(frame)
+                life[1].append((int(x0), int(y0), int(x1), int(y1)))
+                life[2].append(bool(flags & 1))
+                life[3].append(bool(flags & 2))
         tracks = []
         for t in doc["tracks"]:
-            n, boxes = len(t["frames"]), t["boxes"]
-            if len(boxes) != 4 * n or len(t["hidden"]) != n or len(t["found"]) != n:
-                raise ValueError(f"track {t['id']} has {n} frames but {len(boxes) // 4} boxes")
-            tracks.append(TrackSummary(
-                int(t["id"]), tuple(t["frames"]), tuple(tuple(boxes[i : i + 4]) for i in range(0, len(boxes), 4)),
-                tuple(bool(h) for h in t["hidden"]), tuple(bool(f) for f in t["found"]), dict(t["why"]), tuple(t["best"]),
-            ))
+            life = lives.pop(int(t["id"]), None)
+            if life is None:
+                raise ValueError(f"track {t['id']} is in no frame")
+            tracks.append(TrackSummary(int(t["id"]), *map(tuple, life), dict(t["why"]), tuple(t["best"])))
+        if lives:
+            raise ValueError(f"tracks {sorted(lives)} have no summary")
         num, den = doc["time_base"]
-        if len(doc["pts"]) != doc["frames"]:
-            raise ValueError(f"{doc['frames']} frames but {len(doc['pts'])} timestamps")
         return StoredIndex(doc["recording_id"], int(doc["width"]), int(doc["height"]), Fraction(num, den),
-                           tuple(doc["pts"]), tuple(tracks))
-    except (KeyError, TypeError, ValueError) as err:
+                           tuple(pts), tuple(tracks))
+    except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
         raise TrackIndexError(f"{where} is not a track index this classcap can read: {err}") from err
