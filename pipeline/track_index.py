@@ -22,12 +22,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from classcap.errors import ClasscapError
+
 SCHEMA = "classcap.tracks/1"
 BEST_VIEWS = 3  # per track: the frames a re-blur embeds to judge it again
 BEST_VIEW_GAP = 15  # frames between two best views, so that they are different moments
 
 
-class TrackIndexError(ValueError):
+class TrackIndexError(ClasscapError, ValueError):
     """A stored track index this classcap cannot read (one sentence, for stderr)."""
 
 

@@ -67,6 +67,11 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
     before = {r["video_key"]: get(s3, bucket, r["video_key"]) for r in made}
     assert biden_left(classroom_clip, inputs, frames_of(before[made[0]["video_key"]])) > 10, "the student was visible before"
     before_index = {r["video_key"]: get(s3, bucket, r["video_key"].replace("video.mp4", "tracks.json.gz")) for r in made}
+    # (the last as an older classcap left it: no track index, and none named in its manifest)
+    s3.delete_object(Bucket=bucket, Key=made[2]["video_key"].replace("video.mp4", "tracks.json.gz"))
+    older = json.loads(get(s3, bucket, made[2]["manifest_key"]))
+    del older["tracks_index"]
+    s3.put_object(Bucket=bucket, Key=made[2]["manifest_key"], Body=json.dumps(older).encode())
 
     assert classcap("gallery", "add", "--id", "s-9", "--role", "excluded", photo("biden.jpg"), env=env).returncode == 0
     run = classcap("reblur", f"s3://{bucket}/recordings", "--workers", "2", env=env, timeout=900)
@@ -87,7 +92,8 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
         assert m["video"]["sha256"] == hashlib.sha256(data).hexdigest() != hashlib.sha256(before[r["video_key"]]).hexdigest()
         [entry] = m["reblurred_from"]
         assert entry["sha256"] == hashlib.sha256(before[r["video_key"]]).hexdigest()
-        # and the track index beside it is the new video's: the student's tracks now hidden as excluded
+        # and the track index beside it is the new video's (the older recording gains one): the
+        # student's tracks now hidden as excluded
         index = get(s3, bucket, m["tracks_index"]["key"])
         assert m["tracks_index"]["key"] == r["video_key"].replace("video.mp4", "tracks.json.gz")
         assert m["tracks_index"]["sha256"] == hashlib.sha256(index).hexdigest()
