@@ -29,9 +29,15 @@ class PipelineConfig:
       + one fragment (keyframe_seconds of video)              the part buffer cuts only between fragments
 
     where frame_bytes = width × height × 3. `memory_bound()` computes it; a test asserts it.
+    Beside it, the track index holds at most `track_index_bytes`, compressed (pipeline/track_index.py).
     """
 
     raw_queue: int = 8
+    # The track index waits in memory, compressed, until the video is complete. The real wall clip
+    # (44 faces and CenterFace's scatter of weak finds around them) made 224 KB in 10 s, about
+    # 80 MB an hour: an index that outgrows this bound is given up (the recording goes on; a
+    # re-blur does a full pass and writes one), so memory stays bounded in any lesson.
+    track_index_bytes: int = 96 * 2**20
     redacted_queue: int = 8
     # Parts wait here while storage is unreachable: 32 × 5 MiB is about 7 minutes of 720p30
     # at 3 Mbit/s. A live recording that fills it stops cleanly; a file waits.

@@ -93,7 +93,8 @@ class Recording:
         self.manifest_key = f"{folder}/manifest.json"
         # beside the video it describes: video.mp4 → tracks.json.gz (a re-blur's video.next.mp4 → tracks.next.json.gz)
         self.index_key = f"{folder}/" + self.video_key.rsplit("/", 1)[1].replace("video", "tracks", 1).removesuffix(".mp4") + ".json.gz"
-        self.index = TrackIndex(self.recording_id, self.info.width, self.info.height, self.info.time_base)
+        self.index = TrackIndex(self.recording_id, self.info.width, self.info.height, self.info.time_base,
+                                max_bytes=config.track_index_bytes)
         self.index_record: IndexRecord | None = None
         self.tags = retention_tags(self.started, config.retention_days)
         # Storage outages are waited out (parts queue in memory meanwhile); see upload/retry.py.

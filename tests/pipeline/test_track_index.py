@@ -100,3 +100,18 @@ def test_an_hour_of_a_forty_face_class_costs_the_index_a_few_megabytes_not_its_n
     stored = from_bytes(data)
     assert len(stored.pts) == 108_000 and len(stored.tracks) == 40
     assert all(len(t.frames) == 108_000 and len(t.best) == 3 for t in stored.tracks)
+
+
+def test_an_index_that_outgrows_its_bound_lets_go_of_what_it_holds_and_says_why():
+    # given an index allowed 64 KiB, fed frames of 40 noisy faces until it is past that
+    rng = np.random.default_rng(0)
+    index = TrackIndex("r", 1280, 720, Fraction(1, 30), max_bytes=64 * 2**10)
+    for i in range(3000):
+        faces = tuple(FaceRecord(int(k), Box(*map(int, (x, 200, x + 40, 250))), True, True, float(rng.random()), "weak")
+                      for k, x in zip(rng.integers(0, 10**6, 40), rng.integers(0, 1200, 40)))
+        index.add(i, FrameReport(40, 40, False, faces))
+        if index.failed:
+            break
+    # then it stopped there, holds nothing more, and the recording is told why
+    assert index.failed and "outgrew its bound of 0.0625 MiB at frame" in index.failed
+    assert index.held_bytes == 0 and index.frames < 3000
