@@ -348,7 +348,8 @@ class PrivacyEngine:
             height, width = p.image.shape[:2]
             if p.fail_closed or (whole_from is not None and n >= whole_from):
                 pixelate_frame(p.image)
-                records = tuple(FaceRecord(t, b, True, t in p.scores, p.scores.get(t), "fail closed")
+                found = set(p.seen)
+                records = tuple(FaceRecord(t, b, True, (t, b) in found, p.scores.get(t), "fail closed")
                                 for t, b in dict.fromkeys(p.faces))
                 out.append((p.image, p.tag, FrameReport(p.detected, 0, fail_closed=True, faces=records)))
                 continue

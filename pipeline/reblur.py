@@ -27,12 +27,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from classcap.clock import utc_stamp
 from pipeline.recording import sentence as _sentence
+from pipeline.track_index import key_beside
 
 log = logging.getLogger(__name__)
 
 NEXT = "video.next.mp4"
 CURRENT = "video.mp4"
-NEXT_INDEX, CURRENT_INDEX = "tracks.next.json.gz", "tracks.json.gz"  # each video's track index, beside it
 
 
 @dataclass(frozen=True)
@@ -181,19 +181,19 @@ def _promote(client, settings, bucket: str, manifest_key: str, manifest, tags: d
     if size != manifest.video.bytes:
         raise RuntimeError(f"the copied video has {size} bytes, not {manifest.video.bytes}")
     index = manifest.tracks_index
-    if index is not None and index.key == f"{folder}/{NEXT_INDEX}":  # the new video's index goes beside it too
+    if index is not None and index.key == key_beside(source):  # the new video's index goes beside it too
         try:
             client.copy_object(
-                Bucket=bucket, Key=f"{folder}/{CURRENT_INDEX}", CopySource={"Bucket": bucket, "Key": index.key},
+                Bucket=bucket, Key=key_beside(target), CopySource={"Bucket": bucket, "Key": index.key},
                 ServerSideEncryption="AES256", TaggingDirective="COPY", MetadataDirective="COPY",
             )
         except (ClientError, BotoCoreError) as err:
             raise explain(err, settings, bucket, "replace the track index") from err
-        index = replace(index, key=f"{folder}/{CURRENT_INDEX}")
+        index = replace(index, key=key_beside(target))
     done = manifest.changed(video=replace(manifest.video, key=target), tracks_index=index)
     put_manifest(client, settings, bucket, manifest_key, done, tags)
     _delete_quietly(client, bucket, source)
-    _delete_quietly(client, bucket, f"{folder}/{NEXT_INDEX}")
+    _delete_quietly(client, bucket, key_beside(source))
 
 
 def _abort_next(client, bucket: str, folder: str) -> None:

@@ -22,7 +22,7 @@ from pipeline.config import Placement, PipelineConfig
 from pipeline.stages import Supervisor
 from pipeline.stream import Counters, EncodeStage, ReadStage, RedactStage, SendStage
 from pipeline.track_index import SCHEMA as INDEX_SCHEMA
-from pipeline.track_index import TrackIndex
+from pipeline.track_index import TrackIndex, key_beside
 from upload.admin import retention_tags
 from upload.encoder import EncoderSettings
 from upload.errors import UploadError
@@ -91,8 +91,7 @@ class Recording:
             self.recording_id, self.video_key = into
             folder = self.video_key.rsplit("/", 1)[0]
         self.manifest_key = f"{folder}/manifest.json"
-        # beside the video it describes: video.mp4 → tracks.json.gz (a re-blur's video.next.mp4 → tracks.next.json.gz)
-        self.index_key = f"{folder}/" + self.video_key.rsplit("/", 1)[1].replace("video", "tracks", 1).removesuffix(".mp4") + ".json.gz"
+        self.index_key = key_beside(self.video_key)
         self.index = TrackIndex(self.recording_id, self.info.width, self.info.height, self.info.time_base,
                                 max_bytes=config.track_index_bytes)
         self.index_record: IndexRecord | None = None

@@ -30,6 +30,13 @@ BEST_VIEWS = 3  # per track: the frames a re-blur embeds to judge it again
 BEST_VIEW_GAP = 15  # frames between two best views, so that they are different moments
 
 
+def key_beside(video_key: str) -> str:
+    """Where a video's track index is stored: beside it, `video.mp4` → `tracks.json.gz` (and a
+    re-blur's `video.next.mp4` → `tracks.next.json.gz`)."""
+    folder, name = video_key.rsplit("/", 1)
+    return f"{folder}/{name.replace('video', 'tracks', 1).removesuffix('.mp4')}.json.gz"
+
+
 class TrackIndexError(ClasscapError, ValueError):
     """A stored track index this classcap cannot read (one sentence, for stderr)."""
 
