@@ -269,6 +269,7 @@ class Recording:
                 sha256=upload.sha256 if upload and status == "complete" else None,
             ),
             tracks_index=self.index_record,
+            encoding=self._encoder_settings(False).record(),
             retention_until=self.tags["retention-until"],
         )
 

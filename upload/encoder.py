@@ -37,9 +37,34 @@ class EncoderSettings:
     audio_rate: int | None = None  # None: no audio track
     audio_layout: str = "stereo"
     audio_bitrate: int = 96_000
+    x264_params: str = ""  # "" for X264_PARAMS (a recording's own, read back from its manifest, otherwise)
+
+    def record(self):
+        """What the manifest keeps of these settings (`upload.manifest.EncodingRecord`)."""
+        from upload.manifest import EncodingRecord
+
+        rate = Fraction(self.frame_rate)
+        return EncodingRecord(
+            codec="h264", time_base=(self.time_base.numerator, self.time_base.denominator),
+            frame_rate=(rate.numerator, rate.denominator), crf=self.crf, preset=self.preset, tune=TUNE,
+            x264_params=self.x264_params or X264_PARAMS, keyframe_seconds=self.keyframe_seconds, threads=self.threads,
+        )
+
+    @classmethod
+    def from_record(cls, record, width: int, height: int) -> "EncoderSettings":
+        """The settings a recording was encoded with (video only); a ValueError if this encoder cannot
+        encode that way."""
+        if record.codec != "h264" or record.tune != TUNE:
+            raise ValueError(f"the video was encoded as {record.codec} tuned for {record.tune}, which this classcap does not")
+        return cls(width=width, height=height, time_base=Fraction(*record.time_base), frame_rate=Fraction(*record.frame_rate),
+                   crf=record.crf, preset=record.preset, keyframe_seconds=record.keyframe_seconds, threads=record.threads,
+                   x264_params=record.x264_params)
 
 
-X264_PARAMS = "partitions=i8x8,i4x4"
+# stitchable: x264 writes the same parameter sets whatever the content, so that a fragment encoded
+# again on its own (a re-blur of one GOP, `upload/splice.py`) fits between the stored ones.
+X264_PARAMS = "partitions=i8x8,i4x4:stitchable=1"
+TUNE = "zerolatency"
 
 
 class FragmentedMP4Encoder:
@@ -64,8 +89,8 @@ class FragmentedMP4Encoder:
         video.options = {
             "crf": str(settings.crf),
             "preset": settings.preset,
-            "tune": "zerolatency",
-            "x264-params": X264_PARAMS,
+            "tune": TUNE,
+            "x264-params": settings.x264_params or X264_PARAMS,
         }
         if settings.threads:
             video.codec_context.thread_count = settings.threads

@@ -46,6 +46,26 @@ class IndexRecord:
 
 
 @dataclass(frozen=True)
+class EncodingRecord:
+    """How the video was encoded (`upload/encoder.py` fills it and reads it back), so that a
+    re-blur can encode one fragment again exactly as the rest was encoded."""
+
+    codec: str
+    time_base: tuple[int, int]
+    frame_rate: tuple[int, int]
+    crf: int
+    preset: str
+    tune: str
+    x264_params: str
+    keyframe_seconds: float
+    threads: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time_base", tuple(self.time_base))
+        object.__setattr__(self, "frame_rate", tuple(self.frame_rate))
+
+
+@dataclass(frozen=True)
 class Recovery:
     """What `storage recover` found of an interrupted upload and made playable."""
 
@@ -109,6 +129,7 @@ class Manifest:
     error: str | None = None
     video: VideoRecord = VideoRecord()
     tracks_index: IndexRecord | None = None  # None: no index (an older recording, or it could not be written)
+    encoding: EncodingRecord | None = None  # None: an older recording (a re-blur then re-encodes it whole)
     retention_until: str | None = None
     # Only in a manifest that was recovered, or re-blurred: absent from the document otherwise.
     recovered_at: str | None = None
@@ -128,7 +149,7 @@ class Manifest:
     def to_dict(self) -> dict[str, Any]:
         doc = {"schema": SCHEMA, **asdict(self)}
         doc["gaps"], doc["storage_outages"] = list(doc["gaps"]), list(doc["storage_outages"])
-        for name in ("recovered_at", "recovery", "tracks_index"):
+        for name in ("recovered_at", "recovery", "tracks_index", "encoding"):
             if doc[name] is None:
                 del doc[name]
         if doc["reblurred_from"]:
@@ -157,6 +178,8 @@ class Manifest:
                 values.pop("video", None)
             if values.get("tracks_index") is not None:
                 values["tracks_index"] = IndexRecord(**values["tracks_index"])
+            if values.get("encoding") is not None:
+                values["encoding"] = EncodingRecord(**values["encoding"])
             if values.get("recovery") is not None:
                 values["recovery"] = Recovery(**values["recovery"])
             values["reblurred_from"] = tuple(EarlierVideo(**e) for e in values.get("reblurred_from") or ())
