@@ -90,7 +90,7 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
             batch.append(item)
         try:
             start = time.perf_counter()
-            matches = _answer(embedder, second, gallery, batch)
+            matches = answer(embedder, second, gallery, batch)
             elapsed = (time.perf_counter() - start) / len(batch)
         except Exception as err:  # noqa: BLE001 - reported to the parent, then the process ends
             tracks = ("track " if len(batch) == 1 else "tracks ") + ", ".join(str(request[0]) for request in batch)
@@ -102,7 +102,7 @@ def _serve(gallery: Gallery, requests, results, stop, niceness: int) -> None:
             return
 
 
-def _answer(embedder: FaceEmbedder, second, gallery: Gallery, batch) -> list[IdentityMatch]:
+def answer(embedder: FaceEmbedder, second, gallery: Gallery, batch) -> list[IdentityMatch]:
     """The gallery's answers for a batch of (track id, chip, small): dlib on every chip, and
     SFace (`second`, when the gallery uses it) too on the chips whose answer it could change
     (small faces, and faces just beyond the staff threshold: `Gallery.wants_sface`)."""

@@ -73,12 +73,39 @@ class TrackIdentity:
     poor: int = 0  # answers in a row that said nothing (poor views): the next look waits longer
 
 
-def _same_place(a: Box, b: Box) -> bool:
+def same_place(a: Box, b: Box) -> bool:
     """Two face boxes close enough (centres within one face width, similar size) to be one seat."""
     dx = (a.x0 + a.x1 - b.x0 - b.x1) / 2
     dy = (a.y0 + a.y1 - b.y0 - b.y1) / 2
     width = max(a.width, b.width, 1)
     return (dx * dx + dy * dy) ** 0.5 <= width and 0.5 <= a.width / max(b.width, 1) <= 2.0
+
+
+def still_shown(policy: str, answers, clear_distance: float = 0.65, sface_clear_distance: float = 0.6) -> tuple[bool, str]:
+    """Whether a track that was shown may stay shown under today's gallery, judged again on its
+    best views (a re-blur: `pipeline/reblur_index.py`), and why. `answers` are (match, good chip,
+    small face) for each view that could be chipped; match is None where none could.
+
+    The rules of the live policy hold: any view that matches an excluded student hides the track
+    for its life; under `exclude` a track stays shown only on a good view clearly (`clear_distance`,
+    and for a small face SFace's `sface_clear_distance` too) from every excluded student; under
+    `allow` only on a view that is still a member of staff. A track nothing can be said of is hidden.
+    """
+    answers = list(answers)
+    if policy not in ("exclude", "allow"):
+        return False, policy
+    if any(getattr(m, "role", None) == "excluded" for m, _, _ in answers):
+        return False, EXCLUDED
+    if policy == "allow":
+        return (True, STAFF) if any(getattr(m, "role", None) == "staff" for m, _, _ in answers) else (False, "not staff")
+    for match, good, small in answers:
+        if match is None or not good or getattr(match, "excluded_distance", math.inf) < clear_distance:
+            continue
+        sface = getattr(match, "sface_excluded_distance", None)
+        if small and (sface is None or sface < sface_clear_distance):
+            continue
+        return True, CLEARED
+    return False, UNKNOWN
 
 
 def parse_policy(text: str) -> tuple[str, bool]:
@@ -163,7 +190,7 @@ class FacePolicy:
             self._take(self._identity.poll())
         self.ghosts = [(b, at) for b, at in self.ghosts if index - at <= self.ghost_frames]
         for track_id, box, score in seen:
-            if track_id not in self.tracks and any(_same_place(box, b) for b, _ in self.ghosts):
+            if track_id not in self.tracks and any(same_place(box, b) for b, _ in self.ghosts):
                 self.tracks[track_id] = TrackIdentity(state=EXCLUDED, person_id="(inherited)")
             ident = self.tracks.setdefault(track_id, TrackIdentity())
             ident.last_box, ident.last_seen = box, index

@@ -218,3 +218,44 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
                            tuple(pts), tuple(tracks))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
         raise TrackIndexError(f"{where} is not a track index this classcap can read: {err}") from err
+
+
+def lives_with_margin(track: TrackSummary, margin: int, frames: int) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(frame, box) for every frame of a track's life, from its first frame to its last (a frame
+    it skipped at its box before), and `margin` frames before and after it (at its first and last
+    box): the frames a newly hidden track is redacted in."""
+    first, last = track.frames[0], track.frames[-1]
+    life = [(f, track.boxes[0]) for f in range(max(0, first - margin), first)]
+    for n, (frame, box) in enumerate(zip(track.frames, track.boxes)):
+        life.append((frame, box))
+        upto = track.frames[n + 1] if n + 1 < len(track.frames) else frame + 1
+        life.extend((f, box) for f in range(frame + 1, upto))
+    life.extend((f, track.boxes[-1]) for f in range(last + 1, min(frames, last + 1 + margin)))
+    return life
+
+
+def hide(data: bytes, hidden: dict[int, str], margin: int) -> bytes:
+    """The stored index with the tracks in `hidden` (track -> why) hidden in every frame of their
+    lives and `margin` frames either side (`lives_with_margin`), as a re-blur redacts them."""
+    doc = json.loads(gzip.decompress(data))
+    stored = from_bytes(data)
+    frames = doc["frames"]
+    added: dict[int, list] = {}
+    for track in stored.tracks:
+        if track.track_id in hidden:
+            for frame, box in lives_with_margin(track, margin, len(frames)):
+                added.setdefault(frame, []).append((track.track_id, box))
+    for frame, (_, faces) in enumerate(frames):
+        there = {face[0] for face in faces}
+        for face in faces:
+            if face[0] in hidden:
+                face[5] |= 1
+        for track_id, box in added.get(frame, ()):
+            if track_id not in there:
+                faces.append([track_id, *box, 1, None])
+        faces.sort(key=lambda face: face[0])
+    by_id = {t.track_id: t for t in stored.tracks}
+    for t in doc["tracks"]:
+        if t["id"] in hidden:
+            t["why"] = {hidden[t["id"]]: len(lives_with_margin(by_id[t["id"]], margin, len(frames)))}
+    return gzip.compress(json.dumps(doc, separators=(",", ":")).encode(), mtime=0)
