@@ -46,6 +46,8 @@ class ReblurTask:
     index: int = 0
     total: int = 1
     say: object = None  # progress lines go to say(line), else to the log; a module-level function (pickled by name)
+    full: bool = False  # re-encode the whole video even where its track index would do
+    dry_run: bool = False  # judge from the index and say what would change; write nothing
 
 
 def find_recordings(client, settings, bucket: str, prefix: str) -> list[str]:
@@ -106,6 +108,19 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
 
     old_key = video.key or f"{folder}/{CURRENT}"
     reader = S3ObjectReader(client, settings, bucket, old_key)
+    label = f"[{task.index + 1}/{task.total}] {row_id(folder)}"
+    if not task.full:
+        from pipeline.reblur_index import NeedsFullPass
+
+        try:
+            return _reblur_by_index(client, task, folder, manifest, gallery, reader, tags)
+        except NeedsFullPass as why:
+            if task.dry_run:
+                return {"status": "would re-encode", "mode": "full", "reason": f"a full pass: {why}",
+                        "frames": manifest.frames_out or 0}
+            (task.say or log.info)(f"  {label}: re-encoding the whole video, because {why}")
+    elif task.dry_run:
+        return {"status": "would re-encode", "mode": "full", "reason": "--full", "frames": manifest.frames_out or 0}
     audio = manifest.audio == "keep"
     source = FileSource(reader, with_audio=audio, name=f"{row_id(folder)}.mp4")
     config = PipelineConfig(policy=manifest.policy or "all", audio="keep" if audio else "drop")
@@ -114,7 +129,6 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
         site=manifest.site or "unknown-site", room=manifest.room or "unknown-room",
         station=manifest.station or "unknown-station",
     )
-    label = f"[{task.index + 1}/{task.total}] {row_id(folder)}"
     expected = manifest.frames_out
 
     def progress(counters, _last=[0.0]):
@@ -156,11 +170,79 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
     _promote(client, settings, bucket, task.manifest_key, updated, tags)
     return {
         "status": "reblurred",
+        "mode": "full",
         "frames": check.frames,
         "faces_redacted": new.faces_redacted,
         "fail_closed_frames": new.fail_closed_frames,
         "gallery_version": gallery.version,
     }
+
+
+def _reblur_by_index(client, task: ReblurTask, folder: str, manifest, gallery, reader, tags: dict) -> dict:
+    """Judge the shown tracks again from the index and re-encode only the fragments that change
+    (`pipeline/reblur_index.py`); raises NeedsFullPass where the index cannot do it."""
+    from blur.identity import model_hashes as identity_hashes
+    from pipeline.reblur_index import apply, plan
+    from upload.manifest import EarlierVideo, put_manifest
+
+    bucket, settings = task.bucket, task.storage
+    the_plan = plan(client, settings, bucket, manifest, gallery, reader)
+    layout = the_plan.layout
+    row = {
+        "mode": "index", "tracks": the_plan.tracks, "tracks_judged": the_plan.judged,
+        "tracks_hidden": len(the_plan.hidden), "fragments": len(layout.fragments),
+        "fragments_changed": len(the_plan.fragments), "frames": the_plan.frames_to_encode,
+        "views_decoded": the_plan.views_decoded, "judge_seconds": round(the_plan.seconds, 2),
+    }
+    if task.dry_run:
+        return {**row, "status": "would change" if the_plan.fragments else "would not change",
+                "expected_seconds": round(_expected_seconds(the_plan, manifest, reader), 1)}
+    models = {**manifest.models, **identity_hashes()}
+    if gallery.uses_sface:
+        from blur.models import model_hashes as file_hashes
+        from blur.sface import SFACE
+
+        models |= file_hashes([SFACE])
+    if not the_plan.fragments:  # nobody shown is hidden now: the video stays; the manifest says it was judged
+        put_manifest(client, settings, bucket, task.manifest_key,
+                     manifest.changed(gallery_version=gallery.version, models=models), tags)
+        return {**row, "status": "checked", "reason": "no shown face is excluded by the current gallery",
+                "gallery_version": gallery.version}
+    video, index = apply(client, settings, bucket, folder, manifest, the_plan, reader, tags)
+    earlier = EarlierVideo(at=utc_stamp(), sha256=manifest.video.sha256, bytes=manifest.video.bytes,
+                           gallery_version=manifest.gallery_version, models=manifest.models)
+    added = sum(len(boxes) for boxes in the_plan.redactions.values())
+    updated = manifest.changed(
+        gallery_version=gallery.version, models=models, reblurred_from=(*manifest.reblurred_from, earlier),
+        faces_redacted=(manifest.faces_redacted or 0) + added, video=video, tracks_index=index,
+    )
+    put_manifest(client, settings, bucket, task.manifest_key, updated, tags)
+    _promote(client, settings, bucket, task.manifest_key, updated, tags)
+    return {**row, "status": "reblurred", "faces_redacted": added, "gallery_version": gallery.version}
+
+
+def _expected_seconds(the_plan, manifest, reader) -> float:
+    """How long the re-blur itself would take: judging as it just took, re-encoding at the pace
+    measured on the first fragment to change (encoded in memory, then dropped), and copying the
+    rest at the pace the index and frames were just read."""
+    from blur.redact import REDACTORS, face_region
+    from blur.types import Box
+    from upload.encoder import EncoderSettings
+    from upload.splice import reencode
+
+    seconds = the_plan.seconds
+    if not the_plan.fragments:
+        return seconds
+    first = the_plan.fragments[0]
+    started = time.monotonic()
+
+    def edit(frame, image):
+        for box in the_plan.redactions.get(frame, ()):
+            REDACTORS["pixelate"](image, face_region(Box(*box), manifest.width, manifest.height))
+
+    reencode(reader, the_plan.layout, first, EncoderSettings.from_record(manifest.encoding, manifest.width, manifest.height), edit)
+    per_frame = (time.monotonic() - started) / max(1, the_plan.layout.fragments[first].frames)
+    return seconds + per_frame * the_plan.frames_to_encode
 
 
 def _promote(client, settings, bucket: str, manifest_key: str, manifest, tags: dict) -> None:

@@ -21,6 +21,10 @@ def add_parser(commands) -> None:
     reblur.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     reblur.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS, else a local Ray)")
     reblur.add_argument("--force", action="store_true", help="re-blur recordings already blurred with the current gallery")
+    reblur.add_argument("--full", action="store_true",
+                        help="re-encode every frame, even of recordings whose track index would let it change only some")
+    reblur.add_argument("--dry-run", action="store_true",
+                        help="judge each recording from its index and say what would change and how long it would take; write nothing")
     reblur.add_argument("--retries", type=int, default=1, help="times a failed clip is tried again (default 1)")
     config_option(reblur)
     reblur.set_defaults(run=reblur_command)
@@ -50,7 +54,8 @@ def reblur_command(args) -> int:
             todo.append(key)
     say(f"{len(keys)} recordings under {location}: {len(todo)} to re-blur with gallery {gallery.version}, "
         f"{len(rows)} already current; engine {args.engine}, {workers if args.engine == 'local' else 'cluster'} workers")
-    tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo), say) for i, key in enumerate(todo)]
+    tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo), say, full=args.full, dry_run=args.dry_run)
+             for i, key in enumerate(todo)]
 
     def on_done(row, done, total):
         what = row["status"] if row["status"] != "failed" else f"FAILED: {row.get('reason')}"
@@ -62,15 +67,27 @@ def reblur_command(args) -> int:
         results = run_local(tasks, min(workers, max(1, len(tasks))), args.retries, on_done) if tasks else []
     rows.extend(results)
     seconds = time.monotonic() - started
-    counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("reblurred", "skipped", "failed")}
-    frames = sum(r.get("frames", 0) for r in rows if r["status"] == "reblurred")
-    print(f"{'RECORDING':<28} {'STATUS':<10} {'FRAMES':>7} {'FACES':>7}  REASON")
+    statuses = ("would change", "would not change", "would re-encode") if args.dry_run else ("reblurred", "checked")
+    counts = {s: sum(1 for r in rows if r["status"] == s) for s in (*statuses, "skipped", "failed")}
+    frames = sum(r.get("frames", 0) for r in rows if r["status"] in ("reblurred", "would change", "would re-encode"))
+    print(f"{'RECORDING':<28} {'STATUS':<16} {'MODE':<5} {'FRAGMENTS':>11} {'FRAMES':>7} {'FACES':>7}  REASON")
     for r in rows:
-        print(f"{r['recording_id'] or '?':<28} {r['status']:<10} {r.get('frames', 0):>7} {r.get('faces_redacted', 0):>7}  {r.get('reason', '')}")
-    print(f"re-blurred {counts['reblurred']}, skipped {counts['skipped']}, failed {counts['failed']}; "
-          f"{frames} frames in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
+        fragments = f"{r['fragments_changed']}/{r['fragments']}" if "fragments" in r else ""
+        print(f"{r['recording_id'] or '?':<28} {r['status']:<16} {r.get('mode', ''):<5} {fragments:>11} {r.get('frames', 0):>7} "
+              f"{r.get('faces_redacted', 0):>7}  {r.get('reason', '')}")
+    if args.dry_run:
+        expected = sum(r.get("expected_seconds", 0) for r in rows)
+        print(f"would change {counts['would change']} recordings from their index "
+              f"({sum(r.get('fragments_changed', 0) for r in rows)} fragments), re-encode {counts['would re-encode']} whole, "
+              f"leave {counts['would not change']}; skipped {counts['skipped']}, failed {counts['failed']}; "
+              f"{frames} frames to encode; about {expected:.0f} s of work for the index-driven ones "
+              f"(one worker; checked in {seconds:.1f} s)")
+    else:
+        print(f"re-blurred {counts['reblurred']}, checked {counts['checked']} (nothing to change), skipped {counts['skipped']}, "
+              f"failed {counts['failed']}; {frames} frames encoded in {seconds:.1f} s ({frames / max(seconds, 1e-9):.1f} frames/s)")
     print_result({
-        **counts, "frames": frames, "fps": round(frames / max(seconds, 1e-9), 2), "seconds": round(seconds, 1),
+        **{k.replace(" ", "_"): v for k, v in counts.items()}, "frames": frames,
+        "fps": round(frames / max(seconds, 1e-9), 2), "seconds": round(seconds, 1), "dry_run": args.dry_run,
         "faces_redacted": sum(r.get("faces_redacted", 0) for r in rows), "gallery_version": gallery.version,
         "engine": args.engine, "workers": workers, "recordings": rows,
     })

@@ -79,7 +79,7 @@ def test_reblur_hides_a_newly_excluded_student_everywhere_and_a_second_run_does_
     summary = run.result
     assert (summary["reblurred"], summary["skipped"], summary["failed"]) == (3, 0, 0)
     assert summary["frames"] == sum(r["frames_out"] for r in made) and summary["fps"] > 0
-    assert "re-blurred 3, skipped 0, failed 0" in run.stdout
+    assert "re-blurred 3, checked 0 (nothing to change), skipped 0, failed 0" in run.stdout
 
     new_version = classcap("gallery", "list", env=env).result["gallery_version"]
     for r in made:

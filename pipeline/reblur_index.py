@@ -1,0 +1,236 @@
+"""Re-blur one recording from its track index (`pipeline/reblur.py` calls it first).
+
+1. **Judge again only what was shown.** The index lists every face track with what was decided;
+   a hidden track is already blurred in the stored video and stays so. Each track that was shown
+   is chipped at its best views, which are the only frames decoded (each from the start of its
+   fragment), embedded and matched against today's gallery with the live rules
+   (`blur.policy.still_shown`): any match hides it, and under `exclude` it stays shown only on a
+   good view clearly far from every excluded student. A track that cannot be judged is hidden.
+   A shown track that starts where a newly hidden one ended (the same seat, within the policy's
+   ghost time) is hidden with it, as live.
+2. **Re-encode only the fragments that change.** Every frame of a newly hidden track's life, and
+   MARGIN_FRAMES either side, is redacted; only the fragments (GOPs) holding those frames are
+   decoded, redacted and encoded again with the recording's own encoder settings, and their
+   parameter sets must be the stored ones byte for byte (`upload/splice.py`). Every other fragment
+   and the audio are copied as they are.
+3. **Verify** the new object before the manifest points at it: same fragments, timestamps and
+   sample durations, every untouched fragment byte-identical to the stored one, every re-encoded
+   one decoding to all its frames, and its SHA-256 what was sent.
+
+Whatever makes this impossible (no index, no encoder record, a layout that cannot be spliced,
+parameter sets that differ) raises `NeedsFullPass`, and the caller re-encodes the whole video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from blur.policy import parse_policy, same_place, still_shown
+from blur.types import Box
+from pipeline.track_index import TrackIndexError, from_bytes, hide, key_beside, lives_with_margin
+
+log = logging.getLogger(__name__)
+
+MARGIN_FRAMES = 3  # redacted before a newly hidden track's first frame and after its last
+GHOST_FRAMES = 300  # as `blur.policy.FacePolicy.ghost_frames`
+PART_SIZE = 8 * 1024 * 1024
+
+
+class NeedsFullPass(Exception):
+    """This recording cannot be re-blurred from its index; the sentence says why."""
+
+
+@dataclass
+class Plan:
+    """What an index-driven re-blur of one recording would change."""
+
+    layout: object  # upload.splice.Layout of the stored video
+    index_bytes: bytes
+    tracks: int
+    judged: int  # shown tracks judged again
+    hidden: dict[int, str] = field(default_factory=dict)  # newly hidden track -> why
+    redactions: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)  # frame -> boxes
+    fragments: list[int] = field(default_factory=list)  # indices of the fragments to re-encode
+    views_decoded: int = 0
+    seconds: float = 0.0
+
+    @property
+    def frames_to_encode(self) -> int:
+        return sum(self.layout.fragments[n].frames for n in self.fragments)
+
+
+def plan(client, settings, bucket: str, manifest, gallery, reader) -> Plan:
+    """Judge the recording's shown tracks against `gallery`; reads the index and the frames of their
+    best views only (`reader`: the stored video, a seekable file object)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from upload.splice import SpliceError, read_layout
+
+    started = time.monotonic()
+    record = manifest.tracks_index
+    if record is None:
+        raise NeedsFullPass("it has no track index")
+    if manifest.encoding is None:
+        raise NeedsFullPass("its manifest does not say how its video was encoded")
+    face_policy, _ = parse_policy(manifest.policy or "all")
+    try:
+        data = client.get_object(Bucket=bucket, Key=record.key)["Body"].read()
+    except (ClientError, BotoCoreError) as err:
+        raise NeedsFullPass(f"its track index could not be read ({err})") from err
+    if hashlib.sha256(data).hexdigest() != record.sha256:
+        raise NeedsFullPass("its track index is not the one its manifest names (the checksum differs)")
+    try:
+        stored = from_bytes(data, f"the track index {record.key}")
+        layout = read_layout(reader)
+    except (TrackIndexError, SpliceError) as err:
+        raise NeedsFullPass(str(err).rstrip(".")) from err
+    if layout.frames != len(stored.pts):
+        raise NeedsFullPass(f"its index has {len(stored.pts)} frames and its video {layout.frames}")
+    shown = [t for t in stored.tracks if not all(t.hidden)]
+    result = Plan(layout, data, tracks=len(stored.tracks), judged=len(shown))
+    if face_policy in ("exclude", "allow") and shown:
+        answers, result.views_decoded = _judge(reader, layout, shown, gallery)
+        for track in shown:
+            keep, why = still_shown(face_policy, answers.get(track.track_id, ()))
+            if not keep:
+                result.hidden[track.track_id] = why
+        _inherit(stored.tracks, shown, result.hidden)
+    elif shown:  # `all` hides every face; nothing can have been shown (an older engine's index)
+        result.hidden = {t.track_id: face_policy for t in shown}
+    for track in stored.tracks:
+        if track.track_id in result.hidden:
+            for frame, box in lives_with_margin(track, MARGIN_FRAMES, layout.frames):
+                result.redactions.setdefault(frame, []).append(box)
+    result.fragments = sorted({layout.fragment_of(frame) for frame in result.redactions})
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _judge(reader, layout, shown, gallery) -> tuple[dict[int, list], int]:
+    """(track -> [(match, good chip, small face)], frames decoded): every best view of every shown
+    track chipped and matched; a view that cannot be chipped counts as (None, False, small)."""
+    from blur.identity import MIN_FACE_PX, MIN_SMALL_FACE_PX, FaceEmbedder
+    from blur.identity_worker import answer
+    from upload.splice import decode_frames
+
+    wanted: dict[int, list[tuple[int, Box]]] = {}  # frame -> (track, box)
+    for track in shown:
+        at = dict(zip(track.frames, track.boxes))
+        for frame in track.best:
+            wanted.setdefault(frame, []).append((track.track_id, Box(*at[frame])))
+    embedder = FaceEmbedder(min_face_px=MIN_SMALL_FACE_PX)
+    second = None
+    if gallery.uses_sface:
+        from blur.sface import SFaceEmbedder
+
+        second = SFaceEmbedder()
+    answers: dict[int, list] = {t.track_id: [] for t in shown}
+    by_fragment: dict[int, list[int]] = {}
+    for frame in wanted:
+        by_fragment.setdefault(layout.fragment_of(frame), []).append(frame)
+    decoded = 0
+    for n in sorted(by_fragment):
+        images = decode_frames(reader, layout, n, set(by_fragment[n]))
+        decoded += len(images)
+        batch, goods = [], []
+        for frame, image in images.items():
+            for track_id, box in wanted[frame]:
+                small = box.width < MIN_FACE_PX
+                try:
+                    chip, quality = embedder.chip_and_quality(image, box)
+                except ValueError:  # too small to identify: this view says nothing
+                    answers[track_id].append((None, False, small))
+                    continue
+                batch.append((track_id, chip, small))
+                goods.append(quality.can_clear)
+        if batch:
+            for (track_id, _, small), good, match in zip(batch, goods, answer(embedder, second, gallery, batch)):
+                answers[track_id].append((match, good, small))
+    return answers, decoded
+
+
+def _inherit(tracks, shown, hidden: dict[int, str]) -> None:
+    """A shown track that starts where a hidden-for-exclusion track ended, within GHOST_FRAMES, is
+    hidden too: someone who looked away comes back as a new track in the same seat."""
+    ended = sorted(((t.frames[-1], Box(*t.boxes[-1])) for t in tracks if hidden.get(t.track_id) == "excluded"),
+                   key=lambda e: e[0])
+    if not ended:
+        return
+    for track in sorted(shown, key=lambda t: t.frames[0]):
+        if track.track_id in hidden:
+            continue
+        first, box = track.frames[0], Box(*track.boxes[0])
+        if any(0 < first - at <= GHOST_FRAMES and same_place(box, b) for at, b in ended):
+            hidden[track.track_id] = "excluded"
+            ended.append((track.frames[-1], Box(*track.boxes[-1])))
+
+
+def apply(client, settings, bucket: str, folder: str, manifest, the_plan: Plan, reader, tags: dict, style: str = "pixelate"):
+    """Re-encode the plan's fragments, upload the spliced video as `target` and its index beside it,
+    and verify the object; returns (VideoRecord, IndexRecord). Raises NeedsFullPass where the
+    encoder cannot match the stored parameter sets."""
+    from blur.redact import REDACTORS, face_region
+    from upload.encoder import EncoderSettings
+    from upload.manifest import IndexRecord, VideoRecord, put_document
+    from upload.multipart import MultipartUpload
+    from upload.s3file import S3ObjectReader
+    from upload.splice import ParameterSetsDiffer, compare, read_layout, reencode, splice
+    from upload.types import Part
+
+    from pipeline.reblur import NEXT
+    from pipeline.track_index import SCHEMA
+
+    layout = the_plan.layout
+    width, height = manifest.width, manifest.height
+    try:
+        encoder = EncoderSettings.from_record(manifest.encoding, width, height)
+    except ValueError as err:
+        raise NeedsFullPass(str(err)) from err
+    redact = REDACTORS[style]
+
+    def edit(frame, image):
+        for box in the_plan.redactions.get(frame, ()):
+            redact(image, face_region(Box(*box), width, height))
+
+    replaced = set(the_plan.fragments)
+
+    def replacement(n):
+        return reencode(reader, layout, n, encoder, edit) if n in replaced else None
+
+    target = f"{folder}/{NEXT}"
+    old_hashes: dict[int, str] = {}
+    try:
+        with MultipartUpload(client, settings, bucket, target, tags) as upload:
+            pending, number = bytearray(), 1
+            for n, data in splice(reader, layout, replacement):
+                if n is not None and n not in replaced:
+                    old_hashes[n] = hashlib.sha256(data).hexdigest()
+                pending += data
+                if len(pending) >= PART_SIZE:
+                    upload.put(Part(number, bytes(pending)))
+                    pending, number = bytearray(), number + 1
+            upload.put(Part(number, bytes(pending), last=True))
+            upload.complete()
+    except ParameterSetsDiffer as err:  # found on the first fragment re-encoded; the upload is aborted
+        raise NeedsFullPass(str(err).rstrip(".")) from err
+    new_reader = S3ObjectReader(client, settings, bucket, target)
+    whole = hashlib.sha256()
+    while chunk := new_reader.read(PART_SIZE):
+        whole.update(chunk)
+    new_layout = read_layout(new_reader)
+    problems = compare(new_reader, new_layout, layout, old_hashes, set(replaced))
+    if whole.hexdigest() != upload.sha256:
+        problems.append("the new video's checksum differs from what was uploaded")
+    if problems:
+        from pipeline.reblur import _delete_quietly
+
+        _delete_quietly(client, bucket, target)
+        raise RuntimeError("; ".join(problems))
+    body = hide(the_plan.index_bytes, the_plan.hidden, MARGIN_FRAMES)
+    index_key = key_beside(target)
+    put_document(client, settings, bucket, index_key, body, "application/gzip", tags, "write the track index")
+    video = VideoRecord(key=target, parts=number, bytes=new_layout.size, sha256=whole.hexdigest())
+    return video, IndexRecord(index_key, len(body), hashlib.sha256(body).hexdigest(), SCHEMA)
