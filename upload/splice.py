@@ -164,6 +164,8 @@ def read_layout(f) -> Layout:
         mdat_size, mdat_kind = HEADER.unpack(_read(f, at + size, 8))
         if mdat_kind != b"mdat" or mdat_size < 8:
             raise SpliceError(f"the fragment at byte {at} has no media after its moof")
+        if at + size + mdat_size > total:
+            raise SpliceError(f"the video ends at byte {total}, inside the fragment at byte {at}")
         runs = _read_moof(moof, defaults)
         mdhd_end = size + mdat_size
         for run in runs:
@@ -179,6 +181,8 @@ def read_layout(f) -> Layout:
         size, kind = HEADER.unpack(_read(f, at, 8))
         if kind not in (b"mfra", b"free", b"skip") or size < 8:
             raise SpliceError(f"the video has a {kind!r} box after its last fragment")
+        if at + size > total:
+            raise SpliceError(f"the video ends at byte {total}, inside its fragment table")
         at += size
     return Layout(total, head_size, video_track, avcc, tuple(fragments), tail)
 
