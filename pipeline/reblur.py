@@ -122,6 +122,7 @@ def _reblur(client, task: ReblurTask, folder: str) -> dict:
     elif task.dry_run:
         return {"status": "would re-encode", "mode": "full", "reason": "--full", "frames": manifest.frames_out or 0}
     audio = manifest.audio == "keep"
+    reader.seek(0)  # the index's plan has read the fragment table
     source = FileSource(reader, with_audio=audio, name=f"{row_id(folder)}.mp4")
     config = PipelineConfig(policy=manifest.policy or "all", audio="keep" if audio else "drop")
     engine, hashes = build_engine(config, gallery, wait_for_identity=True)
@@ -208,7 +209,7 @@ def _reblur_by_index(client, task: ReblurTask, folder: str, manifest, gallery, r
                      manifest.changed(gallery_version=gallery.version, models=models), tags)
         return {**row, "status": "checked", "reason": "no shown face is excluded by the current gallery",
                 "gallery_version": gallery.version}
-    video, index = apply(client, settings, bucket, folder, manifest, the_plan, reader, tags)
+    video, index = apply(client, settings, bucket, f"{folder}/{NEXT}", manifest, the_plan, reader, tags)
     earlier = EarlierVideo(at=utc_stamp(), sha256=manifest.video.sha256, bytes=manifest.video.bytes,
                            gallery_version=manifest.gallery_version, models=manifest.models)
     added = sum(len(boxes) for boxes in the_plan.redactions.values())

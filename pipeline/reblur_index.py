@@ -28,8 +28,11 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from blur.policy import parse_policy, same_place, still_shown
 from blur.types import Box
+from classcap.errors import ClasscapError
 from pipeline.track_index import TrackIndexError, from_bytes, hide, key_beside, lives_with_margin
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,9 @@ GHOST_FRAMES = 300  # as `blur.policy.FacePolicy.ghost_frames`
 PART_SIZE = 8 * 1024 * 1024
 
 
-class NeedsFullPass(Exception):
-    """This recording cannot be re-blurred from its index; the sentence says why."""
+class NeedsFullPass(ClasscapError):
+    """This recording cannot be re-blurred from its index; the sentence says why (the caller
+    re-encodes the whole video instead, and says so)."""
 
 
 @dataclass
@@ -65,8 +69,6 @@ class Plan:
 def plan(client, settings, bucket: str, manifest, gallery, reader) -> Plan:
     """Judge the recording's shown tracks against `gallery`; reads the index and the frames of their
     best views only (`reader`: the stored video, a seekable file object)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     from upload.splice import SpliceError, read_layout
 
     started = time.monotonic()
@@ -168,7 +170,7 @@ def _inherit(tracks, shown, hidden: dict[int, str]) -> None:
             ended.append((track.frames[-1], Box(*track.boxes[-1])))
 
 
-def apply(client, settings, bucket: str, folder: str, manifest, the_plan: Plan, reader, tags: dict, style: str = "pixelate"):
+def apply(client, settings, bucket: str, target: str, manifest, the_plan: Plan, reader, tags: dict, style: str = "pixelate"):
     """Re-encode the plan's fragments, upload the spliced video as `target` and its index beside it,
     and verify the object; returns (VideoRecord, IndexRecord). Raises NeedsFullPass where the
     encoder cannot match the stored parameter sets."""
@@ -180,7 +182,6 @@ def apply(client, settings, bucket: str, folder: str, manifest, the_plan: Plan, 
     from upload.splice import ParameterSetsDiffer, compare, read_layout, reencode, splice
     from upload.types import Part
 
-    from pipeline.reblur import NEXT
     from pipeline.track_index import SCHEMA
 
     layout = the_plan.layout
@@ -200,7 +201,6 @@ def apply(client, settings, bucket: str, folder: str, manifest, the_plan: Plan, 
     def replacement(n):
         return reencode(reader, layout, n, encoder, edit) if n in replaced else None
 
-    target = f"{folder}/{NEXT}"
     old_hashes: dict[int, str] = {}
     try:
         with MultipartUpload(client, settings, bucket, target, tags) as upload:
@@ -225,9 +225,10 @@ def apply(client, settings, bucket: str, folder: str, manifest, the_plan: Plan, 
     if whole.hexdigest() != upload.sha256:
         problems.append("the new video's checksum differs from what was uploaded")
     if problems:
-        from pipeline.reblur import _delete_quietly
-
-        _delete_quietly(client, bucket, target)
+        try:
+            client.delete_object(Bucket=bucket, Key=target)
+        except (ClientError, BotoCoreError) as err:
+            log.warning("could not delete %s: %s", target, err)
         raise RuntimeError("; ".join(problems))
     body = hide(the_plan.index_bytes, the_plan.hidden, MARGIN_FRAMES)
     index_key = key_beside(target)
