@@ -226,3 +226,87 @@ def test_both_engines_share_one_retry_loop_that_retries_a_failure_and_keeps_the_
     tries.update({0: 0, 1: 0, 2: 0})
     rows = _run_all(tasks, submit, next_done, retries=1, on_done=lambda *a: None)
     assert (rows[1]["status"], rows[1]["attempts"]) == ("failed", 2)
+
+
+@pytest.mark.slow
+def test_reblur_by_index_re_encodes_only_the_fragments_a_new_student_is_in(classcap, seaweed, bucket, s3, tmp_path):
+    # given a 6 s recording of a wall of 43 real faces, made under `exclude` with only the teacher
+    # enrolled, in which john_schneider's card is filled only after 2.7 s (from frame 83)
+    from conftest import Clip
+    from fixtures.classroom import write_mp4
+    from fixtures.faces import _john_file, JOHNS
+    from fixtures.photowall import PhotoWall, WallSpec
+    from upload.splice import read_layout
+
+    wall = PhotoWall(WallSpec(seed=64, duration_s=6.0, shots=1, walkers=0))
+    clip = Clip(tmp_path / "wall.mp4", wall)
+    write_mp4(wall, clip.path, with_audio=False)
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
+    made = classcap("process", clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env, timeout=900)
+    assert made.returncode == 0, made.stderr
+    key, manifest_key = made.result["video_key"], made.result["manifest_key"]
+    assert "encoding" in json.loads(get(s3, bucket, manifest_key)), "the manifest says how the video was encoded"
+    inputs = frames_of(clip.path.read_bytes())
+    seen = [i for i, faces in enumerate(clip.truth)
+            if any(f.identity == "john_schneider" and f.visible_fraction >= MIN_VISIBLE for f in faces)]
+    assert seen[0] >= 80 and len(seen) > 60
+
+    def left(outputs, who="john_schneider") -> list[int]:
+        """The frames in which he is still recognisable."""
+        return [i for i in range(len(outputs)) if any(f.identity == who and f.visible_fraction >= MIN_VISIBLE
+                                                      and face_left(inputs[i], outputs[i], f) for f in clip.truth[i])]
+
+    stored = get(s3, bucket, key)
+    before = frames_of(stored)
+    assert len(left(before)) > 30 and len(left(before, "john_savage")) > 100, "they were visible before"
+    layout = read_layout(io.BytesIO(stored))
+    far = [n for n, f in enumerate(layout.fragments) if f.first_frame + f.frames < seen[0] - 10]
+    assert far, "a fragment ends well before he first appears"
+    enrolment = default_cache_dir() / _john_file(next(path for who, path, _, _ in JOHNS if who == "john_schneider"))
+    assert classcap("gallery", "add", "--id", "s-21", "--role", "excluded", enrolment, env=env).returncode == 0
+
+    # when a dry run is asked first, it says what would change and changes nothing
+    listing = {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="recordings/")["Contents"]}
+    dry = classcap("reblur", f"s3://{bucket}/recordings", "--dry-run", env=env, timeout=900)
+    assert dry.returncode == 0, dry.stderr
+    [row] = dry.result["recordings"]
+    assert (row["status"], row["mode"]) == ("would change", "index")
+    assert 0 < row["fragments_changed"] < row["fragments"] == len(layout.fragments) and row["expected_seconds"] > 0
+    assert {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="recordings/")["Contents"]} == listing
+
+    # and then the re-blur runs from the index
+    run = classcap("reblur", f"s3://{bucket}/recordings", env=env, timeout=900)
+    assert run.returncode == 0, run.stderr
+    [row] = run.result["recordings"]
+    assert (row["status"], row["mode"]) == ("reblurred", "index")
+    # then he is recognisable in no frame, every frame keeps its time, and the fragments before he
+    # appears are the stored bytes
+    data = get(s3, bucket, key)
+    after = frames_of(data)
+    assert len(after) == len(inputs) and left(after) == []
+    new_layout = read_layout(io.BytesIO(data))
+    assert [f.runs[0].tfdt for f in new_layout.fragments] == [f.runs[0].tfdt for f in layout.fragments]
+
+    def piece(blob, f):
+        return hashlib.sha256(blob[f.offset:f.offset + f.size]).hexdigest()
+
+    unchanged = [n for n, (a, b) in enumerate(zip(layout.fragments, new_layout.fragments)) if piece(stored, a) == piece(data, b)]
+    assert set(far) <= set(unchanged) and len(layout.fragments) - len(unchanged) == row["fragments_changed"]
+    index = from_bytes(get(s3, bucket, json.loads(get(s3, bucket, manifest_key))["tracks_index"]["key"]))
+    assert any("excluded" in t.why for t in index.tracks)
+
+    # when the manifest says the video was encoded in a way this encoder no longer matches (another
+    # preset: other parameter sets), the re-blur for a second student, seen throughout, re-encodes
+    # the whole video instead
+    doc = json.loads(get(s3, bucket, manifest_key))
+    doc["encoding"]["preset"] = "ultrafast"
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(doc).encode())
+    savage = default_cache_dir() / _john_file(next(path for who, path, _, _ in JOHNS if who == "john_savage"))
+    assert classcap("gallery", "add", "--id", "s-22", "--role", "excluded", savage, env=env).returncode == 0
+    full = classcap("reblur", f"s3://{bucket}/recordings", env=env, timeout=900)
+    assert full.returncode == 0, full.stderr
+    [row] = full.result["recordings"]
+    assert (row["status"], row["mode"]) == ("reblurred", "full") and "parameter sets" in full.stderr
+    again = frames_of(get(s3, bucket, key))
+    assert len(again) == len(inputs) and left(again) == [] and left(again, "john_savage") == []
