@@ -18,6 +18,21 @@ def photo(name):
     return default_cache_dir() / name
 
 
+def _recorded_under_exclude(classcap, seaweed, bucket, wall, tmp_path):
+    """`wall` written to an MP4 and processed into `bucket` under `exclude`, the gallery holding
+    only the teacher: the clip, the environment and the run."""
+    from conftest import Clip
+    from fixtures.classroom import write_mp4
+
+    clip = Clip(tmp_path / "wall.mp4", wall)
+    write_mp4(wall, clip.path, with_audio=False)
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
+    assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
+    made = classcap("process", clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env, timeout=900)
+    assert made.returncode == 0, made.stderr
+    return clip, env, made
+
+
 def frames_of(data: bytes):
     with av.open(io.BytesIO(data)) as c:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
@@ -158,18 +173,11 @@ def test_reblur_hides_a_student_enrolled_from_another_photograph_through_camera_
 ):
     # given a recording of a wall of real faces with two camera cuts, made under `exclude` while
     # the gallery held only the teacher, in which john_salley is shown as photographs 2-11 of him
-    from conftest import Clip
-    from fixtures.classroom import write_mp4
     from fixtures.faces import _john_file, JOHNS
     from fixtures.photowall import PhotoWall, WallSpec
 
     wall = PhotoWall(WallSpec(seed=61, duration_s=4.0, shots=3, present=("john_salley",)))
-    clip = Clip(tmp_path / "wall.mp4", wall)
-    write_mp4(wall, clip.path, with_audio=False)
-    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
-    assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
-    made = classcap("process", clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env, timeout=900)
-    assert made.returncode == 0, made.stderr
+    clip, env, made = _recorded_under_exclude(classcap, seaweed, bucket, wall, tmp_path)
     inputs = frames_of(clip.path.read_bytes())
     in_view = [i for i, faces in enumerate(clip.truth)
                if any(f.identity == "john_salley" and f.visible_fraction >= MIN_VISIBLE for f in faces)]
@@ -232,19 +240,12 @@ def test_both_engines_share_one_retry_loop_that_retries_a_failure_and_keeps_the_
 def test_reblur_by_index_re_encodes_only_the_fragments_a_new_student_is_in(classcap, seaweed, bucket, s3, tmp_path):
     # given a 6 s recording of a wall of 43 real faces, made under `exclude` with only the teacher
     # enrolled, in which john_schneider's card is filled only after 2.7 s (from frame 83)
-    from conftest import Clip
-    from fixtures.classroom import write_mp4
     from fixtures.faces import _john_file, JOHNS
     from fixtures.photowall import PhotoWall, WallSpec
     from upload.splice import read_layout
 
     wall = PhotoWall(WallSpec(seed=64, duration_s=6.0, shots=1, walkers=0))
-    clip = Clip(tmp_path / "wall.mp4", wall)
-    write_mp4(wall, clip.path, with_audio=False)
-    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket)
-    assert classcap("gallery", "add", "--id", "t-1", "--role", "staff", photo("obama.jpg"), env=env).returncode == 0
-    made = classcap("process", clip.path, "--to", f"s3://{bucket}", "--policy", "exclude", env=env, timeout=900)
-    assert made.returncode == 0, made.stderr
+    clip, env, made = _recorded_under_exclude(classcap, seaweed, bucket, wall, tmp_path)
     key, manifest_key = made.result["video_key"], made.result["manifest_key"]
     assert "encoding" in json.loads(get(s3, bucket, manifest_key)), "the manifest says how the video was encoded"
     inputs = frames_of(clip.path.read_bytes())
