@@ -43,3 +43,25 @@ def test_bench_reads_the_batch_rate_against_its_cpu_ceiling(figures):
     assert 0 < figures["batch_cores_used"] <= figures["cores"] + 0.1
     # no run goes faster than its CPU allows on the cores it has
     assert figures["batch_run_fps"] <= figures["batch_fps_ceiling"] * 1.05
+
+
+@pytest.fixture(scope="module")
+def reblur_figures() -> dict:
+    """One short `bench --reblur` run: 8 s of the 43-face wall, the student in view for its last 2 s."""
+    done = subprocess.run([*CLASSCAP, "bench", "--reblur", "--seconds", "8"], env=clean_env(), capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr
+    return Run(done.returncode, done.stdout, done.stderr).result
+
+
+def test_bench_reblur_times_both_passes_on_one_recording_and_checks_the_student_is_gone(reblur_figures):
+    f = reblur_figures
+    assert f["frames"] == 240 and 0 < f["student_frames"] <= 60
+    # the independent detector finds him recognisable in no frame after either re-blur
+    assert f["student_left_index"] == 0 and f["student_left_full"] == 0
+    # the index re-encoded some fragments, not all, and exactly those differ from the stored video
+    assert 0 < f["fragments_changed"] < f["fragments"]
+    assert f["fragments_differing"] == f["fragments_changed"]
+    assert f["tracks_hidden"] >= 1 and f["tracks_judged"] <= f["tracks"]
+    # the ratio is of the two timings of this run
+    assert f["index_vs_full"] == pytest.approx(f["full_seconds"] / f["index_seconds"], rel=0.02)
