@@ -72,6 +72,7 @@ class _Pending:
     # last found at, moved on by its speed; the held box is that grown for the time unseen
     cores: dict = field(default_factory=dict)
     scores: dict = field(default_factory=dict)  # track id -> detection confidence, for the faces found here
+    good: set = field(default_factory=set)  # track ids identity was asked about on a good chip of this frame
 
 
 @dataclass
@@ -257,7 +258,7 @@ class PrivacyEngine:
         self._pending.append(
             _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False,
                      over_budget=over, anchor=anchor and self._strong is not None, cores=cores,
-                     scores={t.track_id: t.score for t in seen})
+                     scores={t.track_id: t.score for t in seen}, good=set(self.policy.good_views))
         )
         # A face first found in this frame may have been in the held frames before it, unfound.
         self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)
@@ -381,7 +382,8 @@ class PrivacyEngine:
                 self._redact(p.image, region)
             put_back()
             found = set(p.seen)
-            records = tuple(FaceRecord(t, b, hide[t], (t, b) in found, p.scores.get(t), self._why(p, t, hide[t], weak))
+            records = tuple(FaceRecord(t, b, hide[t], (t, b) in found, p.scores.get(t), self._why(p, t, hide[t], weak),
+                                       good_view=t in p.good and (t, b) in found)
                             for t, b in faces)
             out.append((p.image, p.tag, FrameReport(p.detected, len(regions), fail_closed=p.over_budget, faces=records)))
         return out

@@ -169,6 +169,9 @@ class FacePolicy:
         # while comes back as a new track in the same place, first seen at a poor angle. A new
         # track there inherits the exclusion instead of being cleared on that poor view.
         self.ghosts: list[tuple[Box, int]] = []  # (last box, frame it was last seen)
+        # tracks whose chip of the frame last observed was good (a view a clearing may rest on):
+        # the track index keeps them as best views, so that a re-blur judges them on the same frames
+        self.good_views: set[int] = set()
         self.ghost_frames = ghost_frames
         # Batch work: the requests not yet taken, (frame asked, track id) in the order sent, and
         # the answers in for them. One worker answers in the order it was asked, so the first
@@ -184,6 +187,7 @@ class FacePolicy:
     # -- asking
     def observe(self, index: int, image: np.ndarray, seen: list[tuple[int, Box, float]]) -> None:
         """Tracks detected in this frame: ask about new ones, and re-check old ones now and then."""
+        self.good_views = set()
         if not self.needs_identity:
             return
         if not self.wait_for_identity:
@@ -220,6 +224,8 @@ class FacePolicy:
             ident.asked_at, ident.asked_width, ident.asked_score = index, box.width, score
             ident.outstanding += 1
             ident.may_clear.append((index, good, small))
+            if good:
+                self.good_views.add(track_id)
             if ident.state == UNKNOWN:
                 ident.state = PENDING
 

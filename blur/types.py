@@ -58,6 +58,7 @@ class FaceRecord:
     found: bool  # detected in this very frame (else held, reached back to, or between two anchors)
     score: float | None  # the detection's confidence, where found
     why: str
+    good_view: bool = False  # identity was asked about it on a good chip of this very frame
 
 
 @dataclass(frozen=True)

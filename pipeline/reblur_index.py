@@ -121,8 +121,8 @@ def _judge(reader, layout, shown, gallery) -> tuple[dict[int, list], int]:
     wanted: dict[int, list[tuple[int, Box]]] = {}  # frame -> (track, box)
     for track in shown:
         at = dict(zip(track.frames, track.boxes))
-        for frame in track.best:
-            wanted.setdefault(frame, []).append((track.track_id, Box(*at[frame])))
+        for frame, box in zip(track.best, track.views or [at[f] for f in track.best]):
+            wanted.setdefault(frame, []).append((track.track_id, Box(*box)))
     embedder = FaceEmbedder(min_face_px=MIN_SMALL_FACE_PX)
     second = None
     if gallery.uses_sface:

@@ -66,6 +66,8 @@ class TrackSummary:
     found: tuple[bool, ...]
     why: dict[str, int]
     best: tuple[int, ...]
+    # where it was found at each best view (an index without them: its box in that frame)
+    views: tuple[tuple[int, int, int, int], ...] = ()
 
     @property
     def decision(self) -> str:
@@ -111,20 +113,24 @@ class TrackIndex:
             b = face.box
             entry = merged.get(face.track_id)
             if entry is None:
-                merged[face.track_id] = [b.x0, b.y0, b.x1, b.y1, face.hidden, face.found, face.score, face.why]
+                good = getattr(face, "good_view", False)
+                merged[face.track_id] = [b.x0, b.y0, b.x1, b.y1, face.hidden, face.found, face.score, face.why,
+                                         good, (b.x0, b.y0, b.x1, b.y1) if face.found else None]
                 continue
             entry[0], entry[1] = min(entry[0], b.x0), min(entry[1], b.y0)
             entry[2], entry[3] = max(entry[2], b.x1), max(entry[3], b.y1)
             entry[4] = entry[4] or face.hidden
             if face.found and not entry[5]:
-                entry[5], entry[6] = True, face.score
+                entry[5], entry[6], entry[9] = True, face.score, (b.x0, b.y0, b.x1, b.y1)
+            if getattr(face, "good_view", False) and not entry[8]:  # the box the good chip was cut from
+                entry[8], entry[9] = True, (b.x0, b.y0, b.x1, b.y1)
         faces = []
-        for track_id, (x0, y0, x1, y1, hidden, found, score, why) in sorted(merged.items()):
+        for track_id, (x0, y0, x1, y1, hidden, found, score, why, good, seen) in sorted(merged.items()):
             track = self._tracks.setdefault(track_id, _Track())
             track.why[why] += 1
             milli = round(score * 1000) if found and score is not None else None
             if milli is not None:
-                _consider(track, milli, x1 - x0, frame)
+                _consider(track, milli, x1 - x0, frame, good, seen)
             faces.append(f"[{int(track_id)},{int(x0)},{int(y0)},{int(x1)},{int(y1)},{int(hidden) | (2 if found else 0)},"
                          f"{'null' if milli is None else milli}]")
         self._put(("," if frame else "") + f"[{int(pts)},[" + ",".join(faces) + "]]")
@@ -134,41 +140,48 @@ class TrackIndex:
         """The stored document: the frames as they came, then a summary per track. Once only."""
         self._put('],"tracks":[')
         for n, (track_id, t) in enumerate(sorted(self._tracks.items())):
+            best = best_views(t)
             self._put(("," if n else "") + json.dumps(
-                {"id": int(track_id), "why": dict(sorted(t.why.items())), "best": best_views(t)}, separators=(",", ":")))
+                {"id": int(track_id), "why": dict(sorted(t.why.items())), "best": [frame for frame, _ in best],
+                 "views": [list(box) for _, box in best]}, separators=(",", ":")))
         self._put("]}")
         self._out.append(self._z.flush())
         data, self._out, self.held_bytes = b"".join(self._out), [], 0
         return data
 
 
-def _consider(track: _Track, score: int, width: int, frame: int) -> None:
+def _consider(track: _Track, score: int, width: int, frame: int, good: bool = False, box=None) -> None:
     """Keep this find as a candidate best view if it is the best of its window, and its window
-    among the track's KEPT_WINDOWS best."""
+    among the track's KEPT_WINDOWS best. A good view (identity was asked about it on a chip good
+    enough to clear it) ranks above any other: a re-blur that judges the track again on the most
+    confident finds alone found none of them good for three long shown tracks of 355 on the
+    43-face wall, and hid them (re-encoding their whole lives) for want of a view. `box` is where
+    it was found (the frame's box may be wider: held boxes reach past the picture's edge, and a
+    chip cut from one counts as truncated, which no clearing rests on)."""
     window = frame // WINDOW
-    entry = (score, width, -frame, window)
+    entry = (int(good), score, width, -frame, window, box)
     old = track.window_of.get(window)
     if old is not None:
-        if entry[:2] <= old[:2]:
+        if entry[:3] <= old[:3]:
             return
         track.windows.remove(old)
         heapq.heapify(track.windows)
     elif len(track.windows) >= KEPT_WINDOWS:
-        if entry[:2] <= track.windows[0][:2]:
+        if entry[:3] <= track.windows[0][:3]:
             return
-        del track.window_of[heapq.heappop(track.windows)[3]]
+        del track.window_of[heapq.heappop(track.windows)[4]]
     heapq.heappush(track.windows, entry)
     track.window_of[window] = entry
 
 
-def best_views(t: _Track) -> list[int]:
-    """Up to BEST_VIEWS frames where the track was found, most confident (then widest) first, at
-    least BEST_VIEW_GAP frames apart."""
-    chosen: list[int] = []
-    for _, _, minus_frame, _ in sorted(t.windows, key=lambda c: (-c[0], -c[1], -c[2])):
+def best_views(t: _Track) -> list[tuple[int, tuple]]:
+    """Up to BEST_VIEWS (frame, box found there) where the track was found, good views first, then
+    the most confident (then widest), at least BEST_VIEW_GAP frames apart, in frame order."""
+    chosen: list[tuple[int, tuple]] = []
+    for _, _, _, minus_frame, _, box in sorted(t.windows, key=lambda c: (-c[0], -c[1], -c[2], -c[3])):
         frame = -minus_frame
-        if all(abs(frame - other) >= BEST_VIEW_GAP for other in chosen):
-            chosen.append(frame)
+        if all(abs(frame - other) >= BEST_VIEW_GAP for other, _ in chosen):
+            chosen.append((frame, box))
             if len(chosen) == BEST_VIEWS:
                 break
     return sorted(chosen)
@@ -210,7 +223,10 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
             life = lives.pop(int(t["id"]), None)
             if life is None:
                 raise ValueError(f"track {t['id']} is in no frame")
-            tracks.append(TrackSummary(int(t["id"]), *map(tuple, life), dict(t["why"]), tuple(t["best"])))
+            views = tuple(tuple(int(v) for v in box) for box in t.get("views", ()))
+            if views and len(views) != len(t["best"]):
+                raise ValueError(f"track {t['id']} has {len(t['best'])} best views and {len(views)} boxes for them")
+            tracks.append(TrackSummary(int(t["id"]), *map(tuple, life), dict(t["why"]), tuple(t["best"]), views))
         if lives:
             raise ValueError(f"tracks {sorted(lives)} have no summary")
         num, den = doc["time_base"]

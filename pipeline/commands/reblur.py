@@ -30,6 +30,31 @@ def add_parser(commands) -> None:
     reblur.set_defaults(run=reblur_command)
 
 
+class ArchiveProgress:
+    """How much of the archive's video is done, and how long the rest should take at the rate so far
+    (by seconds of video, not clips: an hour-long lesson is not a five-minute one)."""
+
+    def __init__(self, total_seconds: float, clock=time.monotonic):
+        self.total, self.done, self.clock = total_seconds, 0.0, clock
+        self.started = clock()
+
+    def add(self, seconds: float) -> str:
+        self.done += seconds
+        hours = f"{self.done / 3600:.2f} of {self.total / 3600:.2f} h of video"
+        if not self.done or self.done >= self.total:
+            return hours + " done"
+        left = (self.clock() - self.started) / self.done * (self.total - self.done)
+        return f"{hours} done, about {_duration(left)} left"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def reblur_command(args) -> int:
     location = parse_s3_url(args.prefix_url)
     station = load_station(getattr(args, "config", None))
@@ -43,7 +68,7 @@ def reblur_command(args) -> int:
     prefix = (location.prefix + "/") if location.prefix else ""
     started = time.monotonic()
     keys = find_recordings(client, settings, location.bucket, prefix)
-    todo, rows = [], []
+    todo, rows, seconds_of = [], [], {}
     for key in keys:
         manifest = get_manifest(client, location.bucket, key)
         stranded = manifest.video.key.endswith("/" + NEXT)
@@ -52,14 +77,18 @@ def reblur_command(args) -> int:
                          "reason": "already blurred with the current gallery", "frames": 0, "faces_redacted": 0})
         else:
             todo.append(key)
+            rate = manifest.encoding.frame_rate if manifest.encoding is not None else (30, 1)
+            seconds_of[key] = (manifest.frames_out or 0) * rate[1] / rate[0]
     say(f"{len(keys)} recordings under {location}: {len(todo)} to re-blur with gallery {gallery.version}, "
         f"{len(rows)} already current; engine {args.engine}, {workers if args.engine == 'local' else 'cluster'} workers")
     tasks = [ReblurTask(settings, location.bucket, key, args.force, i, len(todo), say, full=args.full, dry_run=args.dry_run)
              for i, key in enumerate(todo)]
 
+    eta = ArchiveProgress(sum(seconds_of.values()))
+
     def on_done(row, done, total):
         what = row["status"] if row["status"] != "failed" else f"FAILED: {row.get('reason')}"
-        say(f"[{done}/{total} clips] {row['recording_id']}: {what}")
+        say(f"[{done}/{total} clips] {row['recording_id']}: {what}; {eta.add(seconds_of.get(row.get('manifest_key'), 0))}")
 
     if args.engine == "ray":
         results = run_ray(tasks, args.address or os.environ.get("RAY_ADDRESS"), args.retries, on_done) if tasks else []

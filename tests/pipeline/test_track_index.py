@@ -3,6 +3,7 @@
 import gzip
 import json
 from fractions import Fraction
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -50,11 +51,66 @@ def test_the_index_of_a_recording_keeps_every_tracks_boxes_decisions_and_best_vi
     assert all(track.found)
     # and its best views are its most confident moments, apart from one another
     assert track.best[1] == 20 and len(track.best) == 3 and min(np.diff(track.best)) >= 15
+    # with the box it was found at in each (what a re-blur chips, not a wider held box)
+    assert track.views == tuple((100 + 4 * f, 80, 140 + 4 * f, 130) for f in track.best)
     # and the document holds only boxes and numbers (nothing a face could be rebuilt from)
     doc = json.loads(gzip.decompress(data))
     assert doc["schema"] == SCHEMA and set(doc) == {"schema", "recording_id", "width", "height", "time_base", "frames", "tracks"}
-    assert set(doc["tracks"][0]) == {"id", "why", "best"}
+    assert set(doc["tracks"][0]) == {"id", "why", "best", "views"}
     assert all(isinstance(v, int) for _, faces in doc["frames"] for face in faces for v in face)
+
+
+class Nobody:
+    """Identity that answers every chip: nobody enrolled, far from every excluded student."""
+
+    def __init__(self):
+        self.inbox = []
+
+    def submit(self, track_id, chip, small=False):
+        self.inbox.append((track_id, SimpleNamespace(person_id=None, role=None, excluded_distance=float("inf"))))
+        return True
+
+    def has_room(self):
+        return True
+
+    def poll(self):
+        return []
+
+    def wait(self, track_ids, timeout):
+        out, self.inbox = self.inbox, []
+        return out
+
+    def close(self):
+        pass
+
+
+def test_the_views_identity_was_asked_about_on_a_good_chip_are_best_views_before_more_confident_ones():
+    # given the walking face under exclude, re-checked every 10 frames, whose chips are good only
+    # once it has walked past x = 200 (frame 26 on), after its most confident moment (frame 20)
+    asked = []
+
+    def chipper(image, box):
+        asked.append((box.x0, box.x0 > 200))
+        return image[box.y0:box.y1, box.x0:box.x1], box.x0 > 200, False
+
+    engine = PrivacyEngine(Walker(), policy=FacePolicy("exclude", Nobody(), chipper=chipper, wait_for_identity=True,
+                                                       recheck_frames=10))
+    index = TrackIndex("r", 640, 360, Fraction(1, 30))
+    out = []
+    for i in range(60):
+        out += engine.push(np.zeros((360, 640, 3), np.uint8), i)
+    out += engine.flush()
+    marked = []
+    for image, i, report in out:
+        index.add(i, report)
+        marked += [i for face in report.faces if face.good_view]
+    # then the frames marked are the ones asked about on a good chip, and no other
+    good_frames = [(x0 - 100) // 4 for x0, good in asked if good]
+    assert marked == good_frames
+    # and the index judges the track again on them first: a re-blur chips what cleared it
+    (track,) = from_bytes(index.to_bytes()).tracks
+    # (asked every 10 frames: 30, 40 and 50 were good; 30 and 50 are far enough apart to be two views)
+    assert good_frames == [30, 40, 50] and {30, 50} <= set(track.best)
 
 
 def test_a_tracks_boxes_in_one_frame_are_kept_as_one_box_hidden_if_any_was():
@@ -67,6 +123,7 @@ def test_a_tracks_boxes_in_one_frame_are_kept_as_one_box_hidden_if_any_was():
     seven, eight, nine = stored.tracks
     assert nine.boxes == ((-12, -3, 20, 30),)  # a held box may reach past the picture's edge
     assert (seven.boxes, seven.hidden, seven.found, seven.best) == (((10, 5, 55, 60),), (True,), (True,), (0,))
+    assert seven.views == ((20, 5, 55, 50),)  # its best view is where it was found, not the held box around it
     assert (seven.decision, eight.decision, stored.pts) == ("hidden", "shown", (0, 1))
 
 
