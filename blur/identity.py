@@ -133,11 +133,12 @@ class FaceEmbedder:
     holds it.
     """
 
-    def __init__(self, min_face_px: int = MIN_FACE_PX) -> None:
+    def __init__(self, min_face_px: int = MIN_FACE_PX, threads: int = 1) -> None:
         import dlib  # imported here: only the processes that need identity pay for it
 
         self._dlib = dlib
         self.min_face_px = min_face_px
+        self.threads = threads  # the ResNet's onnxruntime threads
         self._predictor = dlib.shape_predictor(str(_checked_path(SHAPE_PREDICTOR)))
         self._resnet = None
 
@@ -183,7 +184,7 @@ class FaceEmbedder:
         if self._resnet is None:
             from blur.resnet_onnx import ResNetEmbedder
 
-            self._resnet = ResNetEmbedder(_checked_path(RESNET).read_bytes())
+            self._resnet = ResNetEmbedder(_checked_path(RESNET).read_bytes(), self.threads)
         return self._resnet.embed(chips)
 
     def embed(self, image_rgb: np.ndarray, box: Box) -> np.ndarray:
