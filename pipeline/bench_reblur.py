@@ -62,7 +62,7 @@ def reblur_bench(seconds: float, share: float = 0.1, say: Callable[[str], None] 
 
     from blur.identity import GalleryEntry, entry_bytes
     from capture.file import FileSource
-    from pipeline.commands.gallery import embed_enrolment
+    from pipeline.enrolment import embed_enrolment
     from pipeline.config import Placement, PipelineConfig
     from pipeline.reblur import ReblurTask, reblur_one
     from pipeline.run import run_recording
