@@ -258,7 +258,7 @@ class PrivacyEngine:
         self._pending.append(
             _Pending(index, image, tag, faces, len(found), [(t.track_id, t.box) for t in seen], fail_closed=False,
                      over_budget=over, anchor=anchor and self._strong is not None, cores=cores,
-                     scores={t.track_id: t.score for t in seen}, good=set(self.policy.good_views))
+                     scores={t.track_id: t.score for t in seen}, good=self.policy.good_views)
         )
         # A face first found in this frame may have been in the held frames before it, unfound.
         self._reach_back(index, [t for t in seen if t.first_seen == index], width, height)

@@ -170,7 +170,8 @@ class FacePolicy:
         # track there inherits the exclusion instead of being cleared on that poor view.
         self.ghosts: list[tuple[Box, int]] = []  # (last box, frame it was last seen)
         # tracks whose chip of the frame last observed was good (a view a clearing may rest on):
-        # the track index keeps them as best views, so that a re-blur judges them on the same frames
+        # the track index keeps them as best views, so that a re-blur judges them on the same frames.
+        # A new set for every frame (`observe`), so a frame may keep the one it was given.
         self.good_views: set[int] = set()
         self.ghost_frames = ghost_frames
         # Batch work: the requests not yet taken, (frame asked, track id) in the order sent, and

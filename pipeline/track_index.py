@@ -113,16 +113,15 @@ class TrackIndex:
             b = face.box
             entry = merged.get(face.track_id)
             if entry is None:
-                good = getattr(face, "good_view", False)
                 merged[face.track_id] = [b.x0, b.y0, b.x1, b.y1, face.hidden, face.found, face.score, face.why,
-                                         good, (b.x0, b.y0, b.x1, b.y1) if face.found else None]
+                                         face.good_view, (b.x0, b.y0, b.x1, b.y1) if face.found else None]
                 continue
             entry[0], entry[1] = min(entry[0], b.x0), min(entry[1], b.y0)
             entry[2], entry[3] = max(entry[2], b.x1), max(entry[3], b.y1)
             entry[4] = entry[4] or face.hidden
             if face.found and not entry[5]:
                 entry[5], entry[6], entry[9] = True, face.score, (b.x0, b.y0, b.x1, b.y1)
-            if getattr(face, "good_view", False) and not entry[8]:  # the box the good chip was cut from
+            if face.good_view and not entry[8]:  # the box the good chip was cut from
                 entry[8], entry[9] = True, (b.x0, b.y0, b.x1, b.y1)
         faces = []
         for track_id, (x0, y0, x1, y1, hidden, found, score, why, good, seen) in sorted(merged.items()):

@@ -142,3 +142,30 @@ def metrics_url(station, timeout: float = 120) -> str:
 
 def read_metrics(url: str) -> str:
     return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+class NobodyIdentity:
+    """An identity worker for batch work that answers every chip, in the order asked and
+    `delay_s` late: no match (nobody enrolled, far from every excluded student)."""
+
+    def __init__(self, delay_s: float = 0.0):
+        self.delay_s = delay_s
+        self.inbox = []
+
+    def submit(self, track_id, chip, small=False):
+        self.inbox.append((track_id, None))
+        return True
+
+    def has_room(self):
+        return True
+
+    def poll(self):
+        return []
+
+    def wait(self, track_ids, timeout):
+        time.sleep(self.delay_s)
+        out, self.inbox = self.inbox, []
+        return out
+
+    def close(self):
+        pass

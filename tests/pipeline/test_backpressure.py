@@ -13,7 +13,7 @@ from blur.policy import FacePolicy
 from blur.types import Box, Detection
 from capture.iterable import IterableSource
 from capture.types import Frame, SourceInfo
-from conftest import CLASSCAP, storage_env
+from conftest import CLASSCAP, NobodyIdentity, storage_env
 from pipeline.config import Placement, PipelineConfig
 from pipeline.recording import Recording
 from upload.storage import S3Location, StorageSettings, make_client
@@ -104,36 +104,11 @@ class OneFace:
         pass
 
 
-class SlowAnswers:
-    """An identity worker that answers each request a little late, in the order asked."""
-
-    def __init__(self):
-        self.inbox = []
-
-    def submit(self, track_id, chip, small=False):
-        self.inbox.append((track_id, None))
-        return True
-
-    def has_room(self):
-        return True
-
-    def poll(self):
-        return []
-
-    def wait(self, track_ids, timeout):
-        time.sleep(0.01)
-        out, self.inbox = self.inbox, []
-        return out
-
-    def close(self):
-        pass
-
-
 def test_the_memory_bound_covers_the_frames_the_engine_holds_in_batch_work():
     # given the engine as the factory builds it for a file under exclude: the strong search in
     # the background, the fast one running ahead, frames waiting an anchor more for identity
     config = PipelineConfig(raw_queue=8, redacted_queue=8, parts_in_flight=2)
-    policy = FacePolicy("exclude", SlowAnswers(), chipper=lambda image, box: (image[:150, :150], True, False), wait_for_identity=True)
+    policy = FacePolicy("exclude", NobodyIdentity(delay_s=0.01), chipper=lambda image, box: (image[:150, :150], True, False), wait_for_identity=True)
     engine = PrivacyEngine(OneFace(), OneFace(), policy, strong_every=config.strong_every, in_background=True,
                            lookahead=config.batch_lookahead)
     # when a minute's worth of frames goes through it

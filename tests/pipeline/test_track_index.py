@@ -3,10 +3,10 @@
 import gzip
 import json
 from fractions import Fraction
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import NobodyIdentity
 
 from blur.engine import PrivacyEngine
 from blur.policy import FacePolicy
@@ -60,30 +60,6 @@ def test_the_index_of_a_recording_keeps_every_tracks_boxes_decisions_and_best_vi
     assert all(isinstance(v, int) for _, faces in doc["frames"] for face in faces for v in face)
 
 
-class Nobody:
-    """Identity that answers every chip: nobody enrolled, far from every excluded student."""
-
-    def __init__(self):
-        self.inbox = []
-
-    def submit(self, track_id, chip, small=False):
-        self.inbox.append((track_id, SimpleNamespace(person_id=None, role=None, excluded_distance=float("inf"))))
-        return True
-
-    def has_room(self):
-        return True
-
-    def poll(self):
-        return []
-
-    def wait(self, track_ids, timeout):
-        out, self.inbox = self.inbox, []
-        return out
-
-    def close(self):
-        pass
-
-
 def test_the_views_identity_was_asked_about_on_a_good_chip_are_best_views_before_more_confident_ones():
     # given the walking face under exclude, re-checked every 10 frames, whose chips are good only
     # once it has walked past x = 200 (frame 26 on), after its most confident moment (frame 20)
@@ -93,7 +69,7 @@ def test_the_views_identity_was_asked_about_on_a_good_chip_are_best_views_before
         asked.append((box.x0, box.x0 > 200))
         return image[box.y0:box.y1, box.x0:box.x1], box.x0 > 200, False
 
-    engine = PrivacyEngine(Walker(), policy=FacePolicy("exclude", Nobody(), chipper=chipper, wait_for_identity=True,
+    engine = PrivacyEngine(Walker(), policy=FacePolicy("exclude", NobodyIdentity(), chipper=chipper, wait_for_identity=True,
                                                        recheck_frames=10))
     index = TrackIndex("r", 640, 360, Fraction(1, 30))
     out = []
