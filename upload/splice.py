@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -106,9 +107,26 @@ class Layout:
         return lo
 
 
+class SharedReader:
+    """One seekable file object read by several threads (fragments re-encoded side by side): each
+    read is its seek and its read under one lock."""
+
+    def __init__(self, f):
+        self._f = f
+        self._lock = threading.Lock()
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        with self._lock:
+            self._f.seek(offset)
+            return self._f.read(size)
+
+
 def _read(f, offset: int, size: int) -> bytes:
-    f.seek(offset)
-    data = f.read(size)
+    if isinstance(f, SharedReader):
+        data = f.read_at(offset, size)
+    else:
+        f.seek(offset)
+        data = f.read(size)
     if len(data) != size:
         raise SpliceError(f"the video ends at byte {offset + len(data)}, inside a box that should end at {offset + size}")
     return data

@@ -5,6 +5,7 @@ import dataclasses
 import hashlib
 import io
 import struct
+import time
 from fractions import Fraction
 
 import av
@@ -13,7 +14,7 @@ import pytest
 
 from tests.upload.test_encoder import encode
 from upload.encoder import EncoderSettings
-from upload.splice import ParameterSetsDiffer, SpliceError, compare, read_layout, reencode, splice
+from upload.splice import ParameterSetsDiffer, SharedReader, SpliceError, compare, read_layout, reencode, splice
 
 SETTINGS = EncoderSettings(320, 240, Fraction(1, 60), Fraction(30), audio_rate=48000)
 DARK = (slice(50, 100), slice(0, 100))
@@ -66,6 +67,29 @@ def test_a_spliced_fragment_changes_only_its_own_frames(stored):
             assert image[DARK].mean() < 20, n
         else:
             assert np.array_equal(image, old), n
+
+
+def test_fragments_re_encoded_side_by_side_from_one_reader_are_the_ones_made_one_at_a_time(stored):
+    # given a stored recording, encoded with one thread as a station records
+    from concurrent.futures import ThreadPoolExecutor
+
+    one_thread = dataclasses.replace(SETTINGS, threads=1)
+    layout = read_layout(io.BytesIO(stored))
+    alone = [reencode(io.BytesIO(stored), layout, n, one_thread, darken) for n in range(len(layout.fragments))]
+    # when every fragment is re-encoded at once, all reading one file object through SharedReader
+    # (one that waits between a seek and its read, as a read from storage does)
+    class Slow(io.BytesIO):
+        def read(self, size=-1):
+            time.sleep(0.002)
+            return super().read(size)
+
+    shared = SharedReader(Slow(stored))
+    with ThreadPoolExecutor(len(layout.fragments)) as pool:
+        together = list(pool.map(lambda n: reencode(shared, layout, n, one_thread, darken), range(len(layout.fragments))))
+    # then each is byte for byte the fragment re-encoded alone (a read interleaved with another
+    # thread's seek would give another fragment's bytes, and a failed decode or other frames)
+    assert together == alone
+    assert len(set(alone)) == len(alone)
 
 
 def test_the_fragment_table_points_at_the_moved_fragments(stored):
