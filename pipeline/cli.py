@@ -12,12 +12,12 @@ import logging
 import sys
 
 from classcap.errors import ClasscapError
-from pipeline.commands import (bench, cameras, demo, doctor, evaluation, gallery, models, process, reblur, record,
-                               station, storage)
-OUR_PACKAGES = ("capture", "blur", "upload", "pipeline", "fixtures")
+from pipeline.commands import (bench, cameras, demo, doctor, evaluation, gallery, library, models, process, reblur,
+                               record, station, storage)
+OUR_PACKAGES = ("capture", "blur", "upload", "pipeline", "library", "fixtures")
 
 # in the order `classcap --help` lists them
-COMMANDS = (demo, process, record, reblur, doctor, station, cameras, storage, gallery, evaluation, bench, models)
+COMMANDS = (demo, process, record, reblur, library, doctor, station, cameras, storage, gallery, evaluation, bench, models)
 
 
 def main(argv: list[str] | None = None) -> int:

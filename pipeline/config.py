@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from blur.policy import parse_policy
@@ -119,6 +120,11 @@ class PipelineConfig:
         )
 
 
+# The member of staff who taught a recording owns it in the library (`library/`), where they sign
+# in with this id; a recording without one is seen by the data lead only, who can assign it.
+STAFF_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a recording belongs: the school's site and room, and the station that made it."""
@@ -135,3 +141,6 @@ class Placement:
             value = getattr(self, name)
             if not value or "/" in value or value.strip() != value:
                 raise ConfigError(f"{name} {value!r} must be a non-empty name without slashes or surrounding spaces.")
+        if self.staff_id is not None and not STAFF_ID.fullmatch(self.staff_id):
+            raise ConfigError(f"staff id {self.staff_id!r} must be 1-64 letters, digits, dots, dashes, underscores or @ "
+                              "(the id the teacher signs in to the library with).")

@@ -100,6 +100,7 @@ class LiveRequest:
     room: str | None = None
     station_id: str | None = None
     bucket: str | None = None
+    staff_id: str | None = None  # who is teaching (the recording's owner in the library)
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,8 @@ def plan_live(station: StationConfig, request: LiveRequest = LiveRequest()) -> L
     return LivePlan(
         station=station,
         config=config,
-        placement=Placement(site=site, room=room, station=request.station_id or station.station_id or os.uname().nodename),
+        placement=Placement(site=site, room=room, station=request.station_id or station.station_id or os.uname().nodename,
+                            staff_id=request.staff_id),
         storage=settings.storage(station),
         location=S3Location(bucket, "recordings"),
         source=request.source or station.source or DEFAULT_SOURCE,

@@ -41,3 +41,17 @@ def bucket(station: StationConfig, asked: str | None = None) -> str:
 def storage(station: StationConfig) -> StorageSettings:
     """Where and as whom to reach storage."""
     return station.storage_settings()
+
+
+def library_database(asked: str | None = None) -> str:
+    """The library's database URL: the one asked for (`--db`), else `CLASSCAP_LIBRARY_DB`, else a
+    SQLite file in the user's data folder (`$XDG_DATA_HOME/classcap/library.db`). It holds
+    accounts, shares, comments and the audit; never a video, frame or face."""
+    chosen = asked or os.environ.get("CLASSCAP_LIBRARY_DB")
+    if chosen:
+        return chosen
+    from pathlib import Path
+
+    folder = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "classcap"
+    folder.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{folder / 'library.db'}"

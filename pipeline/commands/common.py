@@ -51,6 +51,7 @@ def recording_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--site", default=os.environ.get("CLASSCAP_SITE", "unassigned-site"), help="school site")
     parser.add_argument("--room", default=os.environ.get("CLASSCAP_ROOM", "unassigned-room"), help="room")
     parser.add_argument("--station", default=os.environ.get("CLASSCAP_STATION", os.uname().nodename), help="station id")
+    parser.add_argument("--staff", metavar="ID", help="the member of staff who taught it: it is theirs in the library (default: nobody's until the data lead assigns it)")
     parser.add_argument("--crf", type=int, default=23, help="video quality, 0–51: lower is sharper and bigger (default 23)")
     parser.add_argument("--queue-frames", type=int, default=8, help="frames each in-memory queue may hold")
     parser.add_argument("--part-size-mb", type=float, default=5.0, help="multipart part size in MiB (at least 5)")

@@ -22,7 +22,7 @@ def process_file(args) -> int:
     location = parse_s3_url(args.to)
     if not location.prefix:
         location = S3Location(location.bucket, "recordings")
-    placement = Placement(site=args.site, room=args.room, station=args.station)
+    placement = Placement(site=args.site, room=args.room, station=args.station, staff_id=args.staff)
     source = FileSource(args.input, with_audio=config.audio == "keep")
     summary = run_recording(source, location, placement, config, StorageSettings.from_env(), progress=Progress, say=say)
     print(f"blurred {summary['frames_out']} frames of {args.input} into s3://{summary['bucket']}/{summary['video_key']}")

@@ -39,6 +39,7 @@ def add_parser(commands) -> None:
     rec.add_argument("--site", help="school site (default: the station's)")
     rec.add_argument("--room", help="room (default: the station's)")
     rec.add_argument("--station", help="station id (default: the station's, else the host name)")
+    rec.add_argument("--staff", metavar="ID", help="the member of staff teaching: the recording is theirs in the library")
     rec.set_defaults(run=record)
 
 
@@ -98,7 +99,7 @@ def record_lesson(args) -> dict:
     plan = plan_live(station, LiveRequest(
         policy=args.policy, audio=args.audio, crf=args.crf, buffer_mb=args.buffer_mb, source=args.source,
         audio_device=args.audio_device, metrics_port=args.metrics_port, site=args.site, room=args.room,
-        station_id=args.station, bucket=args.bucket,
+        station_id=args.station, bucket=args.bucket, staff_id=args.staff,
     ))
     notice_at = confirm_notice(args.notice_confirmed)
     return run_live(plan, notice_at, live_control=stop_cleanly(args.duration), progress=Progress, say=say)

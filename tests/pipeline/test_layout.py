@@ -76,3 +76,11 @@ def test_the_stages_import_neither_one_another_nor_pipeline():
         for path in (ROOT.parent / package).rglob("*.py"):
             bad = sorted(m for m in imports(path) if m.split(".")[0] in others)
             assert bad == [], f"{path.relative_to(ROOT.parent)} imports {bad}"
+
+
+def test_the_library_reads_storage_through_upload_and_nothing_of_the_stages_or_the_runtime():
+    library = ROOT.parent / "library"
+    assert (library / "app.py").exists()
+    for path in library.rglob("*.py"):
+        bad = sorted(m for m in imports(path) if m.split(".")[0] in ("capture", "blur", "pipeline", "fixtures"))
+        assert bad == [], f"{path.relative_to(ROOT.parent)} imports {bad}"
