@@ -27,6 +27,16 @@ def seaweed():
         yield server
 
 
+@pytest.fixture(scope="session")
+def postgres():
+    """A started PostgreSQL server (Debian's package) in a temp dir, stopped after the session;
+    `postgres.new_database()` gives a fresh database's SQLAlchemy URL."""
+    from pgserver import PostgresServer
+
+    with PostgresServer() as server:
+        yield server
+
+
 @pytest.fixture
 def s3_for():
     """`s3_for(server, secret_key=None)`: a client for another server, or with a wrong secret."""

@@ -1,6 +1,7 @@
 """The teachers' library (`classcap library`): sign-in, what each person may see and play, range
 requests, sharing, comments, delete and keep, the audit, and a restart. A real SeaweedFS holds a
-real recording made by `classcap process --staff`; the database is a real SQLite file."""
+real recording made by `classcap process --staff`; every test runs on both databases the library
+supports: a real SQLite file and a real PostgreSQL server."""
 
 import json
 import re
@@ -16,8 +17,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def recorded(seaweed, classroom_clip, tmp_path_factory):
-    """A bucket holding three recordings: two taught by teacher-a (the second for the deletion
-    test), one with no owner."""
+    """A bucket holding four recordings: teacher-a's, one with no owner, and one more of
+    teacher-a's for each database's deletion test."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
@@ -26,7 +27,7 @@ def recorded(seaweed, classroom_clip, tmp_path_factory):
     s3.create_bucket(Bucket=bucket)
     env = storage_env(seaweed)
     results = {}
-    for name, owner in (("teacher-a", "teacher-a"), ("doomed", "teacher-a"), (None, None)):
+    for name, owner in (("teacher-a", "teacher-a"), (None, None), ("doomed-sqlite", "teacher-a"), ("doomed-postgresql", "teacher-a")):
         extra = ["--staff", owner] if owner else []
         done = subprocess.run([*CLASSCAP, "process", str(classroom_clip.path), "--to", f"s3://{bucket}", "--room", "lab-2", *extra],
                               env=env, capture_output=True, text=True, timeout=300)
@@ -35,17 +36,19 @@ def recorded(seaweed, classroom_clip, tmp_path_factory):
     return s3, bucket, results
 
 
-@pytest.fixture
-def library(seaweed, recorded, tmp_path):
-    """`library()` builds the app on a SQLite file (the same file each call: a restart), with
-    teacher-a, teacher-b, admin-c and lead-d; returns (app factory, s3, bucket, results)."""
+@pytest.fixture(params=["sqlite", "postgresql"])
+def library(request, seaweed, recorded, tmp_path):
+    """`library()` builds the app on a fresh database (the same one each call: a restart), with
+    teacher-a, teacher-b, admin-c and lead-d; returns (app factory, s3, bucket, results), where
+    results["doomed"] is this database's recording to delete."""
     from library.accounts import SignInLimit, add_user
     from library.app import create_app
     from library.db import make_engine, migrate, sessions
     from upload.storage import StorageSettings, make_client
 
     s3, bucket, results = recorded
-    url = f"sqlite:///{tmp_path / 'library.db'}"
+    url = f"sqlite:///{tmp_path / 'library.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
+    results = {**results, "doomed": results[f"doomed-{request.param}"]}
     storage = StorageSettings(endpoint_url=seaweed.endpoint, access_key=seaweed.access_key, secret_key=seaweed.secret_key)
     engine = make_engine(url)
     migrate(engine)
