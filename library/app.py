@@ -10,6 +10,7 @@ comment, deletion, keep and assignment is written to the audit in the same trans
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -40,12 +42,18 @@ class NotSignedIn(Exception):
     pass
 
 
+# Requests are answered on the server's worker threads (AnyIO's default: 40), each range request
+# holding one storage connection while it streams: the library's S3 client needs as many.
+STORAGE_CONNECTIONS = 40
+
+
 def create_app(engine, client, storage, bucket: str, secure_cookies: bool = False, limit: SignInLimit | None = None) -> FastAPI:
     """`client` reads `bucket` with the library's own credentials (`storage`: their StorageSettings)."""
     Session = sessions(engine)
     limit = limit or SignInLimit()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     last_sync = [0.0]
+    sync_lock = threading.Lock()
 
     with Session.begin() as s:
         setting = s.get(Setting, "session_key")
@@ -102,11 +110,17 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
         return templates.TemplateResponse(request, name, {"csrf": csrf_token(request), **context}, status_code=status)
 
     def refresh(s) -> None:
-        if time.monotonic() - last_sync[0] >= SYNC_EVERY_S:
+        # One sync at a time: readers arriving together wait for it and then find it done.
+        with sync_lock:
+            if time.monotonic() - last_sync[0] < SYNC_EVERY_S:
+                return
             try:
                 catalogue.sync(client, bucket, s)
                 s.commit()
+            except IntegrityError:
+                s.rollback()  # another library process on the same database added those rows first
             except (ClientError, BotoCoreError) as err:
+                s.rollback()
                 raise HTTPException(503, f"The library cannot read the recordings' storage: {err}") from err
             last_sync[0] = time.monotonic()
 
@@ -217,6 +231,7 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
                    "Content-Disposition": "inline", "Cache-Control": "no-store, private"}
         if wanted:
             headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        s.close()  # access is checked: the database connection goes back to its pool while the bytes stream
         return StreamingResponse(read_range(client, bucket, row.video_key, first, last), status_code=206 if wanted else 200,
                                  media_type="video/mp4", headers=headers)
 

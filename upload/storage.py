@@ -57,8 +57,11 @@ class StorageSettings:
         return self.endpoint_url or f"AWS S3 ({self.region})"
 
 
-def make_client(settings: StorageSettings):
+def make_client(settings: StorageSettings, connections: int = 10):
+    """A boto3 S3 client; `connections`: how many requests it may have open at once (a server
+    answering many readers needs as many as its worker threads)."""
     config = Config(
+        max_pool_connections=connections,
         connect_timeout=settings.connect_timeout,
         read_timeout=settings.read_timeout,
         retries={"max_attempts": settings.max_attempts, "mode": "standard"},

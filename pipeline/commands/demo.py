@@ -54,11 +54,11 @@ def demo(args) -> int:
             print_result(summary)
             return 0
         print_result(summary)
-        _open_library(client, storage, bucket, args.port)
+        _open_library(storage, bucket, args.port)
     return 0
 
 
-def _open_library(client, storage, bucket: str, port: int) -> None:
+def _open_library(storage, bucket: str, port: int) -> None:
     """The library over the demo bucket, with one account (the demo recording's teacher) whose
     password is made now and printed; its database lives in a temporary folder, gone at the end."""
     import secrets
@@ -67,8 +67,10 @@ def _open_library(client, storage, bucket: str, port: int) -> None:
     import uvicorn
 
     from library.accounts import add_user
-    from library.app import create_app
+    from library.app import STORAGE_CONNECTIONS, create_app
     from library.db import make_engine, migrate, sessions
+
+    client = make_client(storage, connections=STORAGE_CONNECTIONS)
 
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="classcap-demo-library-") as folder:

@@ -75,13 +75,13 @@ def add_user(args) -> int:
 def serve_library(args) -> int:
     import uvicorn
 
-    from library.app import create_app
+    from library.app import STORAGE_CONNECTIONS, create_app
     from upload.storage import check_bucket, make_client
 
     station = settings_of.station_of(args)
     bucket = settings_of.bucket(station, args.bucket)
     storage = settings_of.storage(station)
-    client = make_client(storage)
+    client = make_client(storage, connections=STORAGE_CONNECTIONS)
     check_bucket(client, storage, bucket)
     engine = _database(settings_of.library_database(args.db))
     app = create_app(engine, client, storage, bucket, secure_cookies=args.secure_cookies)

@@ -3,67 +3,11 @@ comments at 0:05 and shares it with teacher B; B finds it, sees the marker and c
 on; administrator C sees its details but not the video; A deletes it and it leaves storage.
 Screenshots go to the test's temporary folder (pytest --basetemp keeps them)."""
 
-import json
-import re
 import shutil
-import socket
-import subprocess
-import time
 
 import pytest
 
-from conftest import CLASSCAP, storage_env
-
-PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check, timeout=60, what="the page"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@pytest.fixture
-def served(seaweed, bucket, s3, tmp_path):
-    """`classcap library serve` over `bucket`, holding an 8 s recording taught by teacher-a, with
-    accounts for teachers a and b and administrator c; yields (url, recording result)."""
-    from fixtures.classroom import Classroom, ClassroomSpec, write_mp4
-
-    clip = tmp_path / "lesson.mp4"
-    write_mp4(Classroom(ClassroomSpec(seed=3, duration_s=8.0)), clip, with_audio=False)
-    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket, CLASSCAP_LIBRARY_DB=f"sqlite:///{tmp_path / 'library.db'}")
-    made = subprocess.run([*CLASSCAP, "process", str(clip), "--to", f"s3://{bucket}", "--staff", "teacher-a", "--room", "lab-2"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert made.returncode == 0, made.stderr
-    for uid, name, role in (("teacher-a", "Ann Archer", "teacher"), ("teacher-b", "Ben Baker", "teacher"),
-                            ("admin-c", "Cat Cole", "admin")):
-        added = subprocess.run([*CLASSCAP, "library", "user", "add", "--id", uid, "--name", name, "--email", f"{uid}@school.example",
-                                "--role", role], input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=60)
-        assert added.returncode == 0, added.stderr
-    port = free_port()
-    server = subprocess.Popen([*CLASSCAP, "library", "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        def listening():
-            assert server.poll() is None, server.stderr.read()
-            with socket.socket() as s:
-                return s.connect_ex(("127.0.0.1", port)) == 0
-
-        wait_for(listening, what="the library to listen")
-        yield f"http://127.0.0.1:{port}", json.loads(made.stdout.strip().splitlines()[-1])
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+from library_served import PASSWORD, served, wait_for  # noqa: F401  (served: the fixture)
 
 
 @pytest.fixture
@@ -109,7 +53,7 @@ def test_a_teacher_plays_comments_and_shares_a_colleague_watches_an_admin_cannot
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    url, made = served
+    url, made, _ = served
     rid = made["recording_id"]
     # teacher A signs in, sees her recording and plays it
     sign_in(browser, url, "teacher-a")

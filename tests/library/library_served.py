@@ -1,0 +1,64 @@
+"""`classcap library serve` as a school runs it, for the tests that talk to it over real HTTP."""
+
+import json
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import CLASSCAP, storage_env
+
+PASSWORD = "correct horse battery"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, timeout=60, what="the page"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def served(seaweed, bucket, s3, tmp_path):
+    """`classcap library serve` over `bucket`, holding an 8 s recording taught by teacher-a, with
+    accounts for teachers a and b and administrator c; yields (url, recording result, server process)."""
+    from fixtures.classroom import Classroom, ClassroomSpec, write_mp4
+
+    clip = tmp_path / "lesson.mp4"
+    write_mp4(Classroom(ClassroomSpec(seed=3, duration_s=8.0)), clip, with_audio=False)
+    env = storage_env(seaweed, CLASSCAP_BUCKET=bucket, CLASSCAP_LIBRARY_DB=f"sqlite:///{tmp_path / 'library.db'}")
+    made = subprocess.run([*CLASSCAP, "process", str(clip), "--to", f"s3://{bucket}", "--staff", "teacher-a", "--room", "lab-2"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    for uid, name, role in (("teacher-a", "Ann Archer", "teacher"), ("teacher-b", "Ben Baker", "teacher"),
+                            ("admin-c", "Cat Cole", "admin")):
+        added = subprocess.run([*CLASSCAP, "library", "user", "add", "--id", uid, "--name", name, "--email", f"{uid}@school.example",
+                                "--role", role], input=PASSWORD + "\n", env=env, capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added.stderr
+    port = free_port()
+    log = tmp_path / "library.log"  # the server's messages (a pipe nobody reads would fill and stall it)
+    server = subprocess.Popen([*CLASSCAP, "library", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=log.open("w"))
+    try:
+        def listening():
+            assert server.poll() is None, log.read_text()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_for(listening, what="the library to listen")
+        yield f"http://127.0.0.1:{port}", json.loads(made.stdout.strip().splitlines()[-1]), server
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
