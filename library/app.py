@@ -189,8 +189,9 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
             raise HTTPException(403, "Only the data lead and administrators see every recording's details.")
         refresh(s)
         rows = [r for r in s.scalars(select(Recording).order_by(Recording.started_at.desc())) if access.can_see(user, r, False)]
+        staff = s.scalars(select(User).order_by(User.name)).all() if user.role == "lead" else []
         return page(request, "list.html", user=user, title="All recordings (details only)", rows=rows, metadata=True,
-                    empty="The bucket holds no recordings.")
+                    staff=staff, empty="The bucket holds no recordings.")
 
     # -- one recording
 
@@ -320,6 +321,27 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
             raise HTTPException(503, str(err)) from err
         row.exemplar = value == "true"
         audit(s, user.id, "keep" if row.exemplar else "unkeep", row.id)
+        return RedirectResponse("/all", status_code=303)
+
+    @app.post("/r/{rid}/assign", dependencies=[Depends(check_csrf)])
+    def assign(rid: RecordingId, staff_id: Annotated[str, Form()], user: User = Depends(signed_in), s=Depends(db)):
+        from upload.admin import assign_owner
+        from upload.errors import UploadError
+
+        row = recording(s, rid)
+        if not access.can_assign(user, row):
+            raise HTTPException(403, "Only the data lead assigns, and only a recording that has no owner.")
+        if s.get(User, staff_id) is None:
+            raise HTTPException(400, f"There is no account {staff_id} to assign it to.")
+        try:
+            assign_owner(client, storage, bucket, catalogue.keys(row), staff_id)
+            etag = client.head_object(Bucket=bucket, Key=catalogue.keys(row).manifest)["ETag"]
+        except UploadError as err:
+            raise HTTPException(503, str(err)) from err
+        except (ClientError, BotoCoreError) as err:
+            raise HTTPException(503, "The library cannot read the recording's storage.") from err
+        row.owner_id, row.manifest_etag = staff_id, etag
+        audit(s, user.id, "assign", row.id, f"to {staff_id}")
         return RedirectResponse("/all", status_code=303)
 
     @app.get("/audit", response_class=HTMLResponse)

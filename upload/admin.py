@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from classcap.clock import utc_stamp
 from upload.errors import UploadError
-from upload.manifest import Manifest, Recovery, VideoRecord, find_manifest, put_manifest
+from upload.manifest import Manifest, Recovery, VideoRecord, find_manifest, get_manifest, put_manifest
 from upload.storage import StorageSettings, explain
 
 log = logging.getLogger(__name__)
@@ -274,6 +274,21 @@ def set_keep(client, settings: StorageSettings, bucket: str, keys: RecordingKeys
     if not tagged:
         raise UploadError(f"Recording {keys.recording_id} has no objects to keep.")
     return tagged
+
+
+def assign_owner(client, settings: StorageSettings, bucket: str, keys: RecordingKeys, staff_id: str) -> Manifest:
+    """Writes `staff_id` into the manifest of a recording that has no owner, keeping the
+    manifest's tags (its retention date and keep flag); returns the manifest written."""
+    manifest = get_manifest(client, bucket, keys.manifest)
+    if manifest.staff_id is not None:
+        raise UploadError(f"Recording {keys.recording_id} already belongs to {manifest.staff_id}.")
+    try:
+        tags = {t["Key"]: t["Value"] for t in client.get_object_tagging(Bucket=bucket, Key=keys.manifest)["TagSet"]}
+    except (ClientError, BotoCoreError) as err:
+        raise explain(err, settings, bucket, f"read the tags of {keys.manifest}") from err
+    updated = manifest.changed(staff_id=staff_id)
+    put_manifest(client, settings, bucket, keys.manifest, updated, tags or _retention_tags(manifest))
+    return updated
 
 
 def delete_recording(client, settings: StorageSettings, bucket: str, keys: RecordingKeys) -> list[str]:

@@ -17,8 +17,8 @@ PASSWORD = "correct horse battery"
 
 @pytest.fixture(scope="module")
 def recorded(seaweed, classroom_clip, tmp_path_factory):
-    """A bucket holding four recordings: teacher-a's, one with no owner, and one more of
-    teacher-a's for each database's deletion test."""
+    """A bucket holding teacher-a's recording, one with no owner, and for each database's tests
+    one more of teacher-a's to delete and one more with no owner to assign."""
     import boto3
 
     s3 = boto3.client("s3", endpoint_url=seaweed.endpoint, region_name="us-east-1",
@@ -27,7 +27,8 @@ def recorded(seaweed, classroom_clip, tmp_path_factory):
     s3.create_bucket(Bucket=bucket)
     env = storage_env(seaweed)
     results = {}
-    for name, owner in (("teacher-a", "teacher-a"), (None, None), ("doomed-sqlite", "teacher-a"), ("doomed-postgresql", "teacher-a")):
+    for name, owner in (("teacher-a", "teacher-a"), (None, None), ("doomed-sqlite", "teacher-a"), ("doomed-postgresql", "teacher-a"),
+                         ("unowned-sqlite", None), ("unowned-postgresql", None)):
         extra = ["--staff", owner] if owner else []
         done = subprocess.run([*CLASSCAP, "process", str(classroom_clip.path), "--to", f"s3://{bucket}", "--room", "lab-2", *extra],
                               env=env, capture_output=True, text=True, timeout=300)
@@ -40,7 +41,7 @@ def recorded(seaweed, classroom_clip, tmp_path_factory):
 def library(request, seaweed, recorded, tmp_path):
     """`library()` builds the app on a fresh database (the same one each call: a restart), with
     teacher-a, teacher-b, admin-c and lead-d; returns (app factory, s3, bucket, results), where
-    results["doomed"] is this database's recording to delete."""
+    results["doomed"] and results["unowned"] are this database's recordings to delete and assign."""
     from library.accounts import SignInLimit, add_user
     from library.app import create_app
     from library.db import make_engine, migrate, sessions
@@ -48,7 +49,7 @@ def library(request, seaweed, recorded, tmp_path):
 
     s3, bucket, results = recorded
     url = f"sqlite:///{tmp_path / 'library.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres").new_database()
-    results = {**results, "doomed": results[f"doomed-{request.param}"]}
+    results = {**results, "doomed": results[f"doomed-{request.param}"], "unowned": results[f"unowned-{request.param}"]}
     storage = StorageSettings(endpoint_url=seaweed.endpoint, access_key=seaweed.access_key, secret_key=seaweed.secret_key)
     engine = make_engine(url)
     migrate(engine)
@@ -232,6 +233,32 @@ def test_the_owner_deletes_it_from_storage_and_the_lead_keeps_and_unkeeps_an_exe
     assert a.get(f"/r/{rid}").status_code == 404 and rid not in a.get("/").text
     audit = d.get("/audit").text
     assert "<td>delete</td>" in audit and "<td>keep</td>" in audit and "<td>unkeep</td>" in audit
+
+
+def test_the_lead_alone_assigns_a_recording_with_no_owner_and_it_becomes_theirs(library):
+    build, s3, bucket, results = library
+    app = build()
+    rid, key = results["unowned"]["recording_id"], results["unowned"]["manifest_key"]
+
+    def tags():
+        return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]}
+
+    before = tags()
+    a, b, c, d = (sign_in(app, u) for u in ("teacher-a", "teacher-b", "admin-c", "lead-d"))
+    listing = d.get("/all").text
+    assert f'action="/r/{rid}/assign"' in listing and rid not in b.get("/").text
+    assert form(c, f"/r/{rid}/assign", "/", staff_id="admin-c").status_code == 403, "an administrator does not assign"
+    assert form(a, f"/r/{rid}/assign", "/", staff_id="teacher-a").status_code == 403, "nor does a teacher"
+    assert form(d, f"/r/{rid}/assign", "/all", staff_id="nobody-9").status_code == 400
+    assert form(d, f"/r/{rid}/assign", "/all", staff_id="teacher-b").status_code == 303
+    manifest = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert manifest["staff_id"] == "teacher-b" and manifest["recording_id"] == rid
+    assert tags() == before, "the retention date and keep flag stay as they were"
+    assert f"/r/{rid}" in b.get("/").text and b.get(f"/r/{rid}/video", headers={"Range": "bytes=0-9"}).status_code == 206
+    assert d.get(f"/r/{rid}/video", headers={"Range": "bytes=0-9"}).status_code == 403, "now it is the teacher's"
+    assert form(d, f"/r/{rid}/assign", "/all", staff_id="teacher-a").status_code == 403, "assigned once, by the manifest"
+    assert "<td>assign</td>" in d.get("/audit").text
+    assert f"/r/{rid}" in sign_in(build(), "teacher-b").get("/").text, "after a restart, read back from the manifest"
 
 
 def test_accounts_shares_comments_and_sessions_survive_a_restart(library):
