@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 
-from pipeline.config import ConfigError
+from pipeline.config import STAFF_ID, ConfigError
 from pipeline.settings import bucket_or_none
 from pipeline.station import NOTICE, StationConfig
 
@@ -49,13 +49,19 @@ class StationController:
         self.last_result: dict | None = None
         self.started_at: float | None = None
         self.policy: str | None = None
+        self.staff_id: str | None = None  # who is teaching: the recording's owner in the library
 
     # -- teacher actions
-    def start(self, policy: str, notice_confirmed: bool, background: bool = False) -> None:
+    def start(self, policy: str, notice_confirmed: bool, background: bool = False, staff_id: str | None = None) -> None:
         if policy not in POLICIES:
             raise ConfigError("Choose how faces are blurred before starting.")
         if not notice_confirmed:
             raise ConfigError(f'Tell the class "{NOTICE}", tick the box, then press Start.')
+        staff_id = (staff_id or "").strip()
+        if not staff_id:  # the recording would belong to nobody: only the data lead could see it
+            raise ConfigError("Enter who is teaching (the staff id you sign in to the library with), then press Start.")
+        if not STAFF_ID.fullmatch(staff_id):
+            raise ConfigError(f"{staff_id!r} is not a staff id: use the id you sign in to the library with.")
         if not self.station.site or not self.station.room:
             raise ConfigError("This station has no site and room yet; ask your IT technician to set it up.")
         if not self.bucket:
@@ -65,6 +71,7 @@ class StationController:
                 raise ConfigError("A recording is already running; stop it first.")
             self.state, self.error, self.last_result = "starting", None, None
             self.policy = policy + (",background" if background else "")
+            self.staff_id = staff_id
             self._preview = None
             self._thread = threading.Thread(target=self._record, name="station-recording", daemon=True)
             self._thread.start()
@@ -89,7 +96,8 @@ class StationController:
 
         try:
             # the same recording `classcap record` makes: camera, microphone, buffer, metrics
-            plan = plan_live(self.station, LiveRequest(policy=self.policy, source=self.source_uri, bucket=self.bucket))
+            plan = plan_live(self.station, LiveRequest(policy=self.policy, source=self.source_uri, bucket=self.bucket,
+                                                        staff_id=self.staff_id))
             notice_at = utc_stamp()
             self.last_result = run_live(plan, notice_at, live_control=self._control, on_redacted=self._keep_preview,
                                         progress=self._progress, say=self._say)
@@ -130,6 +138,7 @@ class StationController:
         status = {
             "state": self.state,
             "policy": self.policy,
+            "staff_id": self.staff_id,
             "elapsed_s": round(elapsed, 1),
             "notice": NOTICE,
             "site": self.station.site,
@@ -192,6 +201,9 @@ PAGE = """<!doctype html>
 <p class="state"><span id="state">…</span> <span id="elapsed"></span></p>
 <p id="health"></p>
 <p id="error" role="alert"></p>
+<fieldset><legend>Who is teaching</legend>
+ <label>Your staff id (as you sign in to the library) <input id="staff" autocomplete="username" maxlength="64"></label>
+</fieldset>
 <fieldset><legend>Who is blurred</legend>
  POLICY_OPTIONS
  <label><input type="checkbox" id="background"> Also blur the room behind the people in front</label>
@@ -212,7 +224,7 @@ async function post(path, body) {
 }
 $("start").onclick = () => post("/start", {
   policy: document.querySelector("input[name=policy]:checked")?.value,
-  background: $("background").checked, notice_confirmed: $("notice").checked });
+  background: $("background").checked, notice_confirmed: $("notice").checked, staff_id: $("staff").value });
 $("stop").onclick = () => post("/stop");
 function fmt(s) { s = Math.floor(s); return Math.floor(s / 60) + " min " + (s % 60) + " s"; }
 async function refresh() {
@@ -286,7 +298,8 @@ def make_handler(controller: StationController):
                 return self._json(400, {"error": "The page sent something the station did not understand; reload it."})
             try:
                 if self.path == "/start":
-                    controller.start(body.get("policy"), bool(body.get("notice_confirmed")), bool(body.get("background")))
+                    controller.start(body.get("policy"), bool(body.get("notice_confirmed")), bool(body.get("background")),
+                                     body.get("staff_id") if isinstance(body.get("staff_id"), str) else None)
                 elif self.path == "/stop":
                     controller.stop()
                 else:

@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 
@@ -84,6 +85,9 @@ def test_a_teacher_records_a_lesson_from_the_page(station_page, browser, s3, buc
 
     browser.find_element(By.CSS_SELECTOR, "input[name=policy][value=all]").click()
     browser.find_element(By.ID, "notice").click()
+    browser.find_element(By.ID, "start").click()  # nobody has said who is teaching
+    wait_for(lambda: "who is teaching" in text("error"), what="the staff refusal")
+    browser.find_element(By.ID, "staff").send_keys("ann.archer")
     browser.find_element(By.ID, "start").click()
     wait_for(lambda: text("state") == "● Recording", what="recording to start")
     preview = browser.find_element(By.ID, "preview")
@@ -102,12 +106,12 @@ def test_a_teacher_records_a_lesson_from_the_page(station_page, browser, s3, buc
     [key] = manifests
     m = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
     assert m["status"] == "complete" and m["policy"] == "all" and m["room"] == "science-2" and m["frames_out"] > 0
-    assert m["notice_confirmed_at"]
+    assert m["notice_confirmed_at"] and m["staff_id"] == "ann.archer", "the teacher owns it in the library"
 
 
 def test_the_preview_never_shows_an_unredacted_face(station_page, seaweed, bucket):
     """Preview frames, matched to the generated classroom's ground truth by their time."""
-    start = urllib.request.Request(station_page + "start", data=json.dumps({"policy": "all", "notice_confirmed": True}).encode(),
+    start = urllib.request.Request(station_page + "start", data=json.dumps({"policy": "all", "notice_confirmed": True, "staff_id": "teacher-a"}).encode(),
                                    headers={"Content-Type": "application/json"}, method="POST")
     assert urllib.request.urlopen(start, timeout=10).status == 200
     classroom = Classroom(ClassroomSpec(seed=SEED, duration_s=3600))
@@ -159,7 +163,12 @@ def test_a_lesson_started_from_the_page_records_the_station_microphone_and_serve
     text = (f'[station]\nsite = "north"\nroom = "music-1"\nmetrics_port = 0\n\n[recording]\nsource = "testpattern"\n'
             f'audio = "keep"\naudio_device = "testtone"\n\n[storage]\nbucket = "{bucket}"\n')
     with serving(seaweed, tmp_path / "station.toml", text) as (url, server):
-        _post(url, "/start", {"policy": "all", "notice_confirmed": True})
+        try:
+            _post(url, "/start", {"policy": "all", "notice_confirmed": True, "staff_id": "../teacher-a"})
+            raise AssertionError("a bad staff id started a recording")
+        except urllib.error.HTTPError as refused:
+            assert refused.code == 409 and "is not a staff id" in json.loads(refused.read())["error"]
+        _post(url, "/start", {"policy": "all", "notice_confirmed": True, "staff_id": "teacher-a"})
         metrics = metrics_url(server)  # printed as `classcap record` prints it
         wait_for(lambda: _status(url)["state"] == "recording", what="recording to start")
         time.sleep(2)
