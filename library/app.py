@@ -29,6 +29,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from library import access, catalogue
 from library.accounts import SignInLimit, authenticate
 from library.db import AuditEvent, Comment, Recording, Setting, Share, User, audit, sessions
+from library.oidc import OidcSettings, add_routes as add_oidc_routes
 from library.video import BadRange, parse_range, read_range
 
 HERE = Path(__file__).parent
@@ -47,8 +48,10 @@ class NotSignedIn(Exception):
 STORAGE_CONNECTIONS = 40
 
 
-def create_app(engine, client, storage, bucket: str, secure_cookies: bool = False, limit: SignInLimit | None = None) -> FastAPI:
-    """`client` reads `bucket` with the library's own credentials (`storage`: their StorageSettings)."""
+def create_app(engine, client, storage, bucket: str, secure_cookies: bool = False, limit: SignInLimit | None = None,
+               oidc: OidcSettings | None = None) -> FastAPI:
+    """`client` reads `bucket` with the library's own credentials (`storage`: their StorageSettings);
+    `oidc`: the school's identity provider, beside local accounts."""
     Session = sessions(engine)
     limit = limit or SignInLimit()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -143,7 +146,7 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
 
     @app.get("/login", response_class=HTMLResponse)
     def login_form(request: Request):
-        return page(request, "login.html", error=None)
+        return page(request, "login.html", error=None, oidc=oidc)
 
     @app.post("/login", dependencies=[Depends(check_csrf)])
     def login(request: Request, user_id: Annotated[str, Form()], password: Annotated[str, Form()], s=Depends(db)):
@@ -151,17 +154,23 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
         wait = limit.wait_s(who, where)
         if wait > 0:
             audit(s, None, "sign-in refused", detail=f"{user_id}: too many attempts")
-            return page(request, "login.html", 429, error=f"Too many attempts: try again in {int(wait) + 1} s.")
+            return page(request, "login.html", 429, error=f"Too many attempts: try again in {int(wait) + 1} s.", oidc=oidc)
         user = authenticate(s, user_id, password)
         if user is None:
             limit.failed(who, where)
             audit(s, None, "sign-in failed", detail=user_id)
-            return page(request, "login.html", 401, error="That id and password do not match an account.")
+            return page(request, "login.html", 401, error="That id and password do not match an account.", oidc=oidc)
         limit.succeeded(who)
-        request.session.clear()  # a new session: nothing from before signing in carries over
-        request.session.update(user=user.id, csrf=secrets.token_urlsafe(32))
+        start_session(request, user)
         audit(s, user.id, "sign-in")
         return RedirectResponse("/", status_code=303)
+
+    def start_session(request: Request, user: User) -> None:
+        request.session.clear()  # a new session: nothing from before signing in carries over
+        request.session.update(user=user.id, csrf=secrets.token_urlsafe(32))
+
+    if oidc is not None:
+        add_oidc_routes(app, oidc, Session, start_session, audit)
 
     @app.post("/logout", dependencies=[Depends(check_csrf)])
     def logout(request: Request):

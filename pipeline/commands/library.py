@@ -20,6 +20,10 @@ def add_parser(commands) -> None:
     serve.add_argument("--bucket", help="the recordings' bucket (default: $CLASSCAP_BUCKET or the station's)")
     serve.add_argument("--db", help="database URL (default: $CLASSCAP_LIBRARY_DB, else a SQLite file in ~/.local/share/classcap)")
     serve.add_argument("--secure-cookies", action="store_true", help="send the session cookie over HTTPS only (behind a TLS proxy)")
+    serve.add_argument("--oidc-issuer", help="sign in through the school's OpenID Connect provider, e.g. "
+                       "https://login.microsoftonline.com/TENANT/v2.0 (default: $CLASSCAP_OIDC_ISSUER); "
+                       "the client secret is read from $CLASSCAP_OIDC_CLIENT_SECRET")
+    serve.add_argument("--oidc-client-id", help="the library's client id at that provider (default: $CLASSCAP_OIDC_CLIENT_ID)")
     serve.set_defaults(run=serve_library)
     users = actions.add_parser("user", help="library accounts")
     user_actions = users.add_subparsers(dest="user_action", required=True)
@@ -72,19 +76,41 @@ def add_user(args) -> int:
     return 0
 
 
+def oidc_settings(issuer: str | None, client_id: str | None):
+    """The school's sign-in from the command line or CLASSCAP_OIDC_ISSUER / _CLIENT_ID; the secret
+    only from CLASSCAP_OIDC_CLIENT_SECRET (never the command line, which every user of the server
+    sees). None where none is set up (local accounts only)."""
+    import os
+
+    from library.oidc import OidcSettings
+
+    issuer = issuer or os.environ.get("CLASSCAP_OIDC_ISSUER")
+    client_id = client_id or os.environ.get("CLASSCAP_OIDC_CLIENT_ID")
+    if not issuer and not client_id:
+        return None
+    secret = os.environ.get("CLASSCAP_OIDC_CLIENT_SECRET")
+    if not issuer or not client_id or not secret:
+        raise ConfigError("Sign-in through the school needs an issuer, a client id and a client secret "
+                          "(--oidc-issuer, --oidc-client-id and $CLASSCAP_OIDC_CLIENT_SECRET).")
+    if not issuer.startswith(("https://", "http://127.0.0.1", "http://localhost")):
+        raise ConfigError(f"The school's identity provider {issuer} must be reached over https.")
+    return OidcSettings(issuer.rstrip("/"), client_id, secret)
+
+
 def serve_library(args) -> int:
     import uvicorn
 
     from library.app import STORAGE_CONNECTIONS, create_app
     from upload.storage import check_bucket, make_client
 
+    oidc = oidc_settings(args.oidc_issuer, args.oidc_client_id)
     station = settings_of.station_of(args)
     bucket = settings_of.bucket(station, args.bucket)
     storage = settings_of.storage(station)
     client = make_client(storage, connections=STORAGE_CONNECTIONS)
     check_bucket(client, storage, bucket)
     engine = _database(settings_of.library_database(args.db))
-    app = create_app(engine, client, storage, bucket, secure_cookies=args.secure_cookies)
+    app = create_app(engine, client, storage, bucket, secure_cookies=args.secure_cookies, oidc=oidc)
     say(f"library on http://{args.host}:{args.port}/ over s3://{bucket}")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

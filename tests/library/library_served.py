@@ -1,6 +1,7 @@
 """`classcap library serve` as a school runs it, for the tests that talk to it over real HTTP."""
 
 import json
+import shutil
 import socket
 import subprocess
 import time
@@ -29,7 +30,13 @@ def wait_for(check, timeout=60, what="the page"):
 
 
 @pytest.fixture
-def served(seaweed, bucket, s3, tmp_path):
+def served_with():
+    """Extra (arguments, environment) for `classcap library serve`; a test module overrides it."""
+    return [], {}
+
+
+@pytest.fixture
+def served(seaweed, bucket, s3, tmp_path, served_with):
     """`classcap library serve` over `bucket`, holding an 8 s recording taught by teacher-a, with
     accounts for teachers a and b and administrator c; yields (url, recording result, server process)."""
     from fixtures.classroom import Classroom, ClassroomSpec, write_mp4
@@ -47,7 +54,8 @@ def served(seaweed, bucket, s3, tmp_path):
         assert added.returncode == 0, added.stderr
     port = free_port()
     log = tmp_path / "library.log"  # the server's messages (a pipe nobody reads would fill and stall it)
-    server = subprocess.Popen([*CLASSCAP, "library", "serve", "--port", str(port)], env=env,
+    extra_args, extra_env = served_with
+    server = subprocess.Popen([*CLASSCAP, "library", "serve", "--port", str(port), *extra_args], env={**env, **extra_env},
                               stdout=subprocess.DEVNULL, stderr=log.open("w"))
     try:
         def listening():
@@ -62,3 +70,18 @@ def served(seaweed, bucket, s3, tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.fixture
+def browser():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    assert chromium and driver, "Debian's chromium and chromium-driver are missing: .ci/run installs them"
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1400",
+                 "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    yield chrome
+    chrome.quit()

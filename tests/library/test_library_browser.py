@@ -3,28 +3,9 @@ comments at 0:05 and shares it with teacher B; B finds it, sees the marker and c
 on; administrator C sees its details but not the video; A deletes it and it leaves storage.
 Screenshots go to the test's temporary folder (pytest --basetemp keeps them)."""
 
-import shutil
-
 import pytest
 
-from library_served import PASSWORD, served, wait_for  # noqa: F401  (served: the fixture)
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert chromium and driver, "Debian's chromium and chromium-driver are missing: .ci/run installs them"
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,1400",
-                 "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(flag)
-    chrome = webdriver.Chrome(service=Service(driver), options=options)
-    yield chrome
-    chrome.quit()
+from library_served import PASSWORD, browser, served, served_with, wait_for  # noqa: F401  (the fixtures)
 
 
 def sign_in(browser, url, user_id):

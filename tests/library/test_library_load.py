@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from library_served import PASSWORD, served  # noqa: F401  (served: the fixture)
+from library_served import PASSWORD, served, served_with  # noqa: F401  (the fixtures)
 
 READERS = 48
 ROUNDS = 9
