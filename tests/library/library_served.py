@@ -19,10 +19,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# A page that is being replaced (a form was just posted) may hand back an element that is gone
+# by the time it is read; that is "not yet", not a failure.
+PAGE_CHANGING = ("StaleElementReferenceException", "NoSuchElementException")
+
+
 def wait_for(check, timeout=60, what="the page"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = check()
+        try:
+            value = check()
+        except Exception as e:
+            if type(e).__name__ not in PAGE_CHANGING:
+                raise
+            value = None
         if value:
             return value
         time.sleep(0.2)
