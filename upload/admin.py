@@ -334,9 +334,12 @@ def lifecycle_rules(prefix: str = "recordings/", days: int = RETENTION_DAYS) -> 
     }
 
 
-def station_policy(bucket: str, station_principal: str = "arn:aws:iam::ACCOUNT:role/classcap-station") -> dict:
-    """Stations may only write recordings (and read the gallery they redact with)."""
-    return {
+def station_policy(bucket: str, station_principal: str = "arn:aws:iam::ACCOUNT:role/classcap-station",
+                   library_principal: str = "arn:aws:iam::ACCOUNT:role/classcap-library") -> dict:
+    """Stations may only write recordings (and read the gallery they redact with); the library
+    (`classcap library serve`, its own credentials) reads, lists, tags and deletes recordings and
+    rewrites a manifest (to assign its owner), and never reads the gallery."""
+    policy = {
         "Version": "2012-10-17",
         "Statement": [
             {
@@ -370,3 +373,36 @@ def station_policy(bucket: str, station_principal: str = "arn:aws:iam::ACCOUNT:r
             },
         ],
     }
+    policy["Statement"] += [
+        {
+            "Sid": "LibraryReadsTagsAndDeletesRecordings",
+            "Effect": "Allow",
+            "Principal": {"AWS": library_principal},
+            "Action": ["s3:GetObject", "s3:GetObjectTagging", "s3:PutObjectTagging", "s3:DeleteObject",
+                       "s3:AbortMultipartUpload"],
+            "Resource": f"arn:aws:s3:::{bucket}/recordings/*",
+        },
+        {
+            "Sid": "LibraryAssignsOwnersInManifests",
+            "Effect": "Allow",
+            "Principal": {"AWS": library_principal},
+            "Action": ["s3:PutObject"],
+            "Resource": f"arn:aws:s3:::{bucket}/recordings/*/manifest.json",
+        },
+        {
+            "Sid": "LibraryListsRecordings",
+            "Effect": "Allow",
+            "Principal": {"AWS": library_principal},
+            "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
+            "Resource": f"arn:aws:s3:::{bucket}",
+            "Condition": {"StringLike": {"s3:prefix": ["recordings/*"]}},
+        },
+        {
+            "Sid": "LibraryNeverReadsTheGallery",
+            "Effect": "Deny",
+            "Principal": {"AWS": library_principal},
+            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+            "Resource": f"arn:aws:s3:::{bucket}/gallery/*",
+        },
+    ]
+    return policy

@@ -60,11 +60,12 @@ def storage_init(args) -> int:
     step("lifecycle", lambda: client.put_bucket_lifecycle_configuration(
         Bucket=bucket, LifecycleConfiguration=admin.lifecycle_rules(days=args.retention_days),
     ))
-    policy = admin.station_policy(bucket, args.station_principal)
+    policy = admin.station_policy(bucket, args.station_principal, args.library_principal)
     if args.apply_policy:
         step("station policy", lambda: client.put_bucket_policy(Bucket=bucket, Policy=json.dumps(policy)))
     else:
-        print("Bucket policy for the station role (write recordings only, never read, list or delete them);")
+        print("Bucket policy for the station role (write recordings only, never read, list or delete them)")
+        print("and the library's (read, tag and delete recordings, assign owners; never the gallery);")
         print("apply it with --apply-policy, or through your storage's console:")
         print(json.dumps(policy, indent=2))
     for name, state in steps.items():
@@ -161,6 +162,8 @@ def add_parser(commands) -> None:
     init.add_argument("--apply-policy", action="store_true", help="apply the station bucket policy (else it is printed)")
     init.add_argument("--station-principal", default="arn:aws:iam::ACCOUNT:role/classcap-station",
                       help="the stations' role or user in the bucket policy")
+    init.add_argument("--library-principal", default="arn:aws:iam::ACCOUNT:role/classcap-library",
+                      help="the library's role or user in the bucket policy (classcap library serve)")
     init.set_defaults(run=storage_init)
 
     recover = storage_cmds.add_parser("recover", help="complete interrupted uploads (a station killed or without power)")

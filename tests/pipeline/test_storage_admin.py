@@ -154,6 +154,9 @@ def test_new_objects_expire_unless_kept_and_init_sets_encryption_and_the_lifecyc
     assert not any(rule_applies(expire, key, tags(key)) for key in keys)
     policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
     denied = next(s for s in policy["Statement"] if s["Effect"] == "Deny" and "s3:GetObject" in s["Action"])
-    assert denied["Resource"].endswith("/recordings/*")
+    assert denied["Resource"].endswith("/recordings/*") and "classcap-station" in denied["Principal"]["AWS"]
+    library = {st["Sid"]: st for st in policy["Statement"] if "classcap-library" in st["Principal"]["AWS"]}
+    assert "s3:GetObject" in library["LibraryReadsTagsAndDeletesRecordings"]["Action"], "the library plays recordings"
+    assert library["LibraryNeverReadsTheGallery"]["Effect"] == "Deny" and library["LibraryNeverReadsTheGallery"]["Resource"].endswith("/gallery/*")
     unknown = classcap("storage", "init", "s3://no-such-bucket-here", env=env)
     assert unknown.returncode == 1 and "does not exist" in unknown.stderr
