@@ -214,7 +214,9 @@ def create_app(engine, client, storage, bucket: str, secure_cookies: bool = Fals
         comments = s.scalars(select(Comment).where(Comment.recording_id == row.id).order_by(Comment.at_seconds, Comment.id)).all()
         names = {u.id: u.name for u in s.scalars(select(User))}
         shares = s.scalars(select(Share).where(Share.recording_id == row.id)).all() if access.can_share(user, row) else []
-        colleagues = [u for u in s.scalars(select(User).order_by(User.name)) if u.id != user.id] if access.can_share(user, row) else []
+        already = {sh.user_id for sh in shares}
+        colleagues = [u for u in s.scalars(select(User).order_by(User.name))
+                      if u.id != user.id and u.id not in already] if access.can_share(user, row) else []
         return page(request, "player.html", user=user, row=row, comments=comments, names=names, shares=shares,
                     colleagues=colleagues, can_share=access.can_share(user, row), can_delete=access.can_delete(user, row),
                     can_comment=access.can_comment(user, row, shared))

@@ -1,6 +1,11 @@
 // The player: markers on the timeline, a click on the timeline picks the moment to comment on,
 // a comment's time seeks the video. No download link, no context menu on the video.
 (function () {
+  // deleting cannot be undone: the owner confirms it first
+  const remove = document.getElementById("delete-form");
+  if (remove) remove.addEventListener("submit", (e) => {
+    if (!confirm("Delete this recording, its comments and its shares? This cannot be undone.")) e.preventDefault();
+  });
   const video = document.getElementById("video");
   if (!video) return;
   const timeline = document.getElementById("timeline");

@@ -60,6 +60,8 @@ def test_a_teacher_plays_comments_and_shares_a_colleague_watches_an_admin_cannot
     Select(browser.find_element(By.ID, "share-with")).select_by_value("teacher-b")
     browser.find_element(By.CSS_SELECTOR, "#share-form button").click()
     wait_for(lambda: "Ben Baker" in browser.find_element(By.ID, "sharing").text, what="the share")
+    offered = [o.get_attribute("value") for o in browser.find_elements(By.CSS_SELECTOR, "#share-with option")]
+    assert "admin-c" in offered and "teacher-b" not in offered, "a colleague it is shared with is not offered again"
     browser.save_screenshot(str(tmp_path / "1-teacher-a-player.png"))
 
     # teacher B finds it under Shared with me, sees the marker, has no share control
@@ -89,8 +91,12 @@ def test_a_teacher_plays_comments_and_shares_a_colleague_watches_an_admin_cannot
     # teacher A deletes it: gone from the library and from storage
     sign_in(browser, url, "teacher-a")
     browser.get(f"{url}/r/{rid}")
+    folder = made["manifest_key"].rsplit("/", 1)[0]
     browser.find_element(By.CSS_SELECTOR, "#delete-form button").click()
+    browser.switch_to.alert.dismiss()  # she is asked first; saying no keeps it
+    assert browser.find_elements(By.ID, "video") and s3.list_objects_v2(Bucket=bucket, Prefix=folder + "/")["KeyCount"] >= 2
+    browser.find_element(By.CSS_SELECTOR, "#delete-form button").click()
+    browser.switch_to.alert.accept()
     wait_for(lambda: "You have no recordings yet." in browser.page_source, what="the empty list")
     browser.save_screenshot(str(tmp_path / "4-teacher-a-deleted.png"))
-    folder = made["manifest_key"].rsplit("/", 1)[0]
     assert s3.list_objects_v2(Bucket=bucket, Prefix=folder + "/").get("KeyCount", 0) == 0
