@@ -129,6 +129,7 @@ def reblur_bench(seconds: float, share: float = 0.1, say: Callable[[str], None] 
         "index_judge_seconds": by_index.get("judge_seconds"),
         "tracks": by_index.get("tracks"),
         "tracks_judged": by_index.get("tracks_judged"),
+        "tracks_looked_again": by_index.get("tracks_looked_again"),
         "tracks_hidden": by_index.get("tracks_hidden"),
         "views_decoded": by_index.get("views_decoded"),
         "fragments": by_index.get("fragments"),

@@ -190,7 +190,7 @@ def _reblur_by_index(client, task: ReblurTask, folder: str, manifest, gallery, r
     the_plan = plan(client, settings, bucket, manifest, gallery, reader)
     layout = the_plan.layout
     row = {
-        "mode": "index", "tracks": the_plan.tracks, "tracks_judged": the_plan.judged,
+        "mode": "index", "tracks": the_plan.tracks, "tracks_judged": the_plan.judged, "tracks_looked_again": the_plan.looked_again,
         "tracks_hidden": len(the_plan.hidden), "fragments": len(layout.fragments),
         "fragments_changed": len(the_plan.fragments), "frames": the_plan.frames_to_encode,
         "views_decoded": the_plan.views_decoded, "judge_seconds": round(the_plan.seconds, 2),

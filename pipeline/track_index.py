@@ -68,6 +68,8 @@ class TrackSummary:
     best: tuple[int, ...]
     # where it was found at each best view (an index without them: its box in that frame)
     views: tuple[tuple[int, int, int, int], ...] = ()
+    # per frame, the confidence it was found at there, in thousandths (None where not found)
+    scores: tuple[int | None, ...] = ()
 
     @property
     def decision(self) -> str:
@@ -207,16 +209,17 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
         schema = doc.get("schema") if isinstance(doc, dict) else None
         raise TrackIndexError(f"{where} is of schema {schema!r}; this classcap reads {SCHEMA!r} only.")
     try:
-        lives: dict[int, list] = {}  # track -> [frames, boxes, hidden, found]
+        lives: dict[int, list] = {}  # track -> [frames, boxes, hidden, found, scores]
         pts = []
         for frame, (stamp, faces) in enumerate(doc["frames"]):
             pts.append(int(stamp))
-            for track_id, x0, y0, x1, y1, flags, _score in faces:
-                life = lives.setdefault(int(track_id), [[], [], [], []])
+            for track_id, x0, y0, x1, y1, flags, score in faces:
+                life = lives.setdefault(int(track_id), [[], [], [], [], []])
                 life[0].append(frame)
                 life[1].append((int(x0), int(y0), int(x1), int(y1)))
                 life[2].append(bool(flags & 1))
                 life[3].append(bool(flags & 2))
+                life[4].append(None if score is None else int(score))
         tracks = []
         for t in doc["tracks"]:
             life = lives.pop(int(t["id"]), None)
@@ -225,7 +228,9 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
             views = tuple(tuple(int(v) for v in box) for box in t.get("views", ()))
             if views and len(views) != len(t["best"]):
                 raise ValueError(f"track {t['id']} has {len(t['best'])} best views and {len(views)} boxes for them")
-            tracks.append(TrackSummary(int(t["id"]), *map(tuple, life), dict(t["why"]), tuple(t["best"]), views))
+            frames, boxes, hidden, found, scores = map(tuple, life)
+            tracks.append(TrackSummary(int(t["id"]), frames, boxes, hidden, found, dict(t["why"]), tuple(t["best"]), views,
+                                       scores))
         if lives:
             raise ValueError(f"tracks {sorted(lives)} have no summary")
         num, den = doc["time_base"]
@@ -233,6 +238,31 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
                            tuple(pts), tuple(tracks))
     except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
         raise TrackIndexError(f"{where} is not a track index this classcap can read: {err}") from err
+
+
+SECOND_LOOK_VIEWS = 8  # more views judged of a track none of whose best views was good
+SECOND_LOOK_GAP = WINDOW
+
+
+def more_views(track: TrackSummary, tried, width: int, height: int, count: int = SECOND_LOOK_VIEWS) -> list[tuple[int, tuple]]:
+    """Up to `count` more (frame, box) to judge a track on where its best views could say nothing
+    (none was good enough to clear it): frames it was found in, its box clear of the picture's edge,
+    the most confident first, SECOND_LOOK_GAP frames from each other and from those in `tried`,
+    in frame order. Its whole life is the choice, so a view may be dimmer or brighter than the best."""
+    from blur.identity import EDGE_PX
+
+    taken = list(tried)
+    chosen: list[tuple[int, tuple]] = []
+    found = [(score or 0, frame, box) for frame, box, seen, score in
+             zip(track.frames, track.boxes, track.found, track.scores or (None,) * len(track.frames))
+             if seen and box[0] >= EDGE_PX and box[1] >= EDGE_PX and box[2] <= width - EDGE_PX and box[3] <= height - EDGE_PX]
+    for _, frame, box in sorted(found, key=lambda c: (-c[0], c[1])):
+        if all(abs(frame - other) >= SECOND_LOOK_GAP for other in taken):
+            chosen.append((frame, box))
+            taken.append(frame)
+            if len(chosen) == count:
+                break
+    return sorted(chosen)
 
 
 def lives_with_margin(track: TrackSummary, margin: int, frames: int) -> list[tuple[int, tuple[int, int, int, int]]]:

@@ -311,3 +311,47 @@ def test_reblur_by_index_re_encodes_only_the_fragments_a_new_student_is_in(class
     assert (row["status"], row["mode"]) == ("reblurred", "full") and "parameter sets" in full.stderr
     again = frames_of(get(s3, bucket, key))
     assert len(again) == len(inputs) and left(again) == [] and left(again, "john_savage") == []
+
+
+@pytest.mark.slow
+def test_a_track_whose_best_views_say_nothing_is_judged_again_on_the_rest_of_its_life(classcap, seaweed, bucket, s3, tmp_path):
+    # given a 6 s recording of the wall of 43 real faces made under `exclude` with only the teacher
+    # enrolled, john_schneider's card filled from frame 83, whose stored index has been spoiled:
+    # every track's best views point at a box too small to judge a face in (as a view decoded from
+    # the stored video that is too dim to clear says nothing either)
+    import gzip
+
+    from fixtures.faces import _john_file, JOHNS
+    from fixtures.photowall import PhotoWall, WallSpec
+
+    wall = PhotoWall(WallSpec(seed=64, duration_s=6.0, shots=1, walkers=0))
+    clip, env, made = _recorded_under_exclude(classcap, seaweed, bucket, wall, tmp_path)
+    key, manifest_key = made.result["video_key"], made.result["manifest_key"]
+    manifest = json.loads(get(s3, bucket, manifest_key))
+    doc = json.loads(gzip.decompress(get(s3, bucket, manifest["tracks_index"]["key"])))
+    for track in doc["tracks"]:
+        track["views"] = [[600, 300, 610, 310] for _ in track["best"]]  # 10 px: no chip is cut
+    spoiled = gzip.compress(json.dumps(doc).encode(), mtime=0)
+    s3.put_object(Bucket=bucket, Key=manifest["tracks_index"]["key"], Body=spoiled, ServerSideEncryption="AES256")
+    manifest["tracks_index"].update(bytes=len(spoiled), sha256=hashlib.sha256(spoiled).hexdigest())
+    s3.put_object(Bucket=bucket, Key=manifest_key, Body=json.dumps(manifest).encode())
+    inputs = frames_of(clip.path.read_bytes())
+    enrolment = default_cache_dir() / _john_file(next(path for who, path, _, _ in JOHNS if who == "john_schneider"))
+    assert classcap("gallery", "add", "--id", "s-21", "--role", "excluded", enrolment, env=env).returncode == 0
+
+    # when the recording is re-blurred from its index
+    run = classcap("reblur", f"s3://{bucket}/recordings", env=env, timeout=900)
+    assert run.returncode == 0, run.stderr
+    [row] = run.result["recordings"]
+    assert (row["status"], row["mode"]) == ("reblurred", "index")
+    # then the shown tracks were looked at again, on other frames of their lives
+    assert 0 < row["tracks_looked_again"] <= row["tracks_judged"]
+    # and the faces nobody excluded were cleared there, not hidden for want of a view (without the
+    # second look every one of them would be: 66 of 66 judged when this was written, against 5 with
+    # it, his own track and 4 found in 1-5 frames, all of them next to their best views)
+    assert row["tracks_hidden"] * 5 <= row["tracks_judged"], row
+    # and he was found there too: recognisable in no frame
+    after = frames_of(get(s3, bucket, key))
+    assert len(after) == len(inputs)
+    assert not [i for i in range(len(after)) if any(f.identity == "john_schneider" and f.visible_fraction >= MIN_VISIBLE
+                                                    and face_left(inputs[i], after[i], f) for f in clip.truth[i])]

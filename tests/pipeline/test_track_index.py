@@ -49,6 +49,8 @@ def test_the_index_of_a_recording_keeps_every_tracks_boxes_decisions_and_best_vi
         x0, y0, x1, y1 = box
         assert x0 <= 100 + 4 * frame and x1 >= 140 + 4 * frame and (y0, y1) == (80, 130)
     assert all(track.found)
+    # with the confidence of each find, in thousandths (it peaks at frame 20)
+    assert len(track.scores) == 60 and max(track.scores) == track.scores[20] == 900
     # and its best views are its most confident moments, apart from one another
     assert track.best[1] == 20 and len(track.best) == 3 and min(np.diff(track.best)) >= 15
     # with the box it was found at in each (what a re-blur chips, not a wider held box)
@@ -148,3 +150,23 @@ def test_an_index_that_outgrows_its_bound_lets_go_of_what_it_holds_and_says_why(
     # then it stopped there, holds nothing more, and the recording is told why
     assert index.failed and "outgrew its bound of 0.0625 MiB at frame" in index.failed
     assert index.held_bytes == 0 and index.frames < 3000
+
+
+def test_more_views_are_the_most_confident_finds_clear_of_the_edge_apart_from_those_tried():
+    from pipeline.track_index import SECOND_LOOK_GAP, TrackSummary, more_views
+
+    # given a track found in every other frame of 100, more confidently as it goes, at the
+    # picture's left edge from frame 90 on
+    frames = tuple(range(100))
+    boxes = tuple((0, 100, 40, 150) if f >= 90 else (100, 100, 140, 150) for f in frames)
+    found = tuple(f % 2 == 0 for f in frames)
+    scores = tuple(10 * f if f % 2 == 0 else None for f in frames)
+    track = TrackSummary(7, frames, boxes, (False,) * 100, found, {"cleared": 100}, (88,), ((100, 100, 140, 150),), scores)
+    # when three more views are asked for, its best view (88) having been tried
+    views = more_views(track, track.best, 640, 360, count=3)
+    # then they are the most confident finds off the edge, apart from 88 and from one another, in frame order
+    assert SECOND_LOOK_GAP == 5
+    assert views == [(70, (100, 100, 140, 150)), (76, (100, 100, 140, 150)), (82, (100, 100, 140, 150))]
+    # and a track found only at the edge has none to give
+    edge = TrackSummary(8, frames, ((0, 100, 40, 150),) * 100, (False,) * 100, found, {}, (), (), scores)
+    assert more_views(edge, (), 640, 360) == []
