@@ -61,6 +61,7 @@ class Plan:
     tracks: int
     judged: int  # shown tracks judged again
     hidden: dict[int, str] = field(default_factory=dict)  # newly hidden track -> why
+    hidden_tracks: list = field(default_factory=list)  # their summaries (`TrackSummary`), for `hide`
     redactions: dict[int, list[tuple[int, int, int, int]]] = field(default_factory=dict)  # frame -> boxes
     fragments: list[int] = field(default_factory=list)  # indices of the fragments to re-encode
     views_decoded: int = 0
@@ -124,10 +125,10 @@ def plan(client, settings, bucket: str, manifest, gallery, reader) -> Plan:
         _inherit(stored.tracks, shown, result.hidden)
     elif shown:  # `all` hides every face; nothing can have been shown (an older engine's index)
         result.hidden = {t.track_id: face_policy for t in shown}
-    for track in stored.tracks:
-        if track.track_id in result.hidden:
-            for frame, box in lives_with_margin(track, MARGIN_FRAMES, layout.frames):
-                result.redactions.setdefault(frame, []).append(box)
+    result.hidden_tracks = [t for t in stored.tracks if t.track_id in result.hidden]
+    for track in result.hidden_tracks:
+        for frame, box in lives_with_margin(track, MARGIN_FRAMES, layout.frames):
+            result.redactions.setdefault(frame, []).append(box)
     result.fragments = sorted({layout.fragment_of(frame) for frame in result.redactions})
     result.seconds = time.monotonic() - started
     return result
@@ -302,7 +303,7 @@ def apply(client, settings, bucket: str, target: str, manifest, the_plan: Plan, 
         except (ClientError, BotoCoreError) as err:
             log.warning("could not delete %s: %s", target, err)
         raise RuntimeError("; ".join(problems))
-    body = hide(the_plan.index_bytes, the_plan.hidden, MARGIN_FRAMES)
+    body = hide(the_plan.index_bytes, the_plan.hidden, MARGIN_FRAMES, the_plan.hidden_tracks)
     index_key = key_beside(target)
     put_document(client, settings, bucket, index_key, body, "application/gzip", tags, "write the track index")
     video = VideoRecord(key=target, parts=number, bytes=new_layout.size, sha256=whole.hexdigest())

@@ -11,7 +11,7 @@ from conftest import NobodyIdentity
 from blur.engine import PrivacyEngine
 from blur.policy import FacePolicy
 from blur.types import Box, Detection, FaceRecord, FrameReport
-from pipeline.track_index import SCHEMA, TrackIndex, TrackIndexError, from_bytes
+from pipeline.track_index import SCHEMA, TrackIndex, TrackIndexError, from_bytes, hide
 
 
 class Walker:
@@ -170,3 +170,31 @@ def test_more_views_are_the_most_confident_finds_clear_of_the_edge_apart_from_th
     # and a track found only at the edge has none to give
     edge = TrackSummary(8, frames, ((0, 100, 40, 150),) * 100, (False,) * 100, found, {}, (), (), scores)
     assert more_views(edge, (), 640, 360) == []
+
+
+def test_hiding_a_track_flags_every_frame_of_its_life_and_margin_and_leaves_the_rest_as_stored():
+    # given two cleared tracks over 20 frames: 5 is seen in frames 5-9 (missed in 7), 6 throughout
+    index = TrackIndex("r", 640, 360, Fraction(1, 30))
+    for i in range(20):
+        faces = [FaceRecord(6, Box(300, 10, 340, 60), False, True, 0.9, "cleared")]
+        if 5 <= i <= 9 and i != 7:
+            faces.insert(0, FaceRecord(5, Box(10 + i, 10, 50 + i, 60), False, True, 0.8, "cleared"))
+        index.add(i, FrameReport(len(faces), 0, False, tuple(faces)))
+    data = index.to_bytes()
+    stored = from_bytes(data)
+    five = next(t for t in stored.tracks if t.track_id == 5)
+    # when track 5 is hidden (with its summary given, as a re-blur has it, or read from the index)
+    body = hide(data, {5: "excluded"}, 2, [five])
+    assert body == hide(data, {5: "excluded"}, 2)
+    after = from_bytes(body)
+    five, six = after.tracks
+    # then it is hidden in frames 3-11: its life (the missed frame at its box before) and 2 either side
+    assert five.frames == tuple(range(3, 12)) and all(five.hidden) and five.why == {"excluded": 9}
+    assert five.boxes[:3] == ((15, 10, 55, 60),) * 3 and five.boxes[3] == (16, 10, 56, 60) == five.boxes[4]
+    assert five.boxes[-3:] == ((19, 10, 59, 60),) * 3
+    # and the other track, the frames and every best view are as stored
+    assert six == next(t for t in stored.tracks if t.track_id == 6) and after.pts == stored.pts
+    assert five.best == next(t for t in stored.tracks if t.track_id == 5).best
+    # a hidden track the caller did not give is refused, not skipped
+    with pytest.raises(ValueError):
+        hide(data, {5: "excluded", 6: "excluded"}, 2, [five])
