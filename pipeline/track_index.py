@@ -223,13 +223,17 @@ def from_bytes(data: bytes, where: str = "the track index") -> StoredIndex:
         return _read(data, where)
 
 
-def _read(data: bytes, where: str) -> StoredIndex:
+def _document(data: bytes, where: str):
     import orjson
 
     try:
-        doc = orjson.loads(gzip.decompress(data))
+        return orjson.loads(gzip.decompress(data))
     except (OSError, EOFError, ValueError) as err:
         raise TrackIndexError(f"{where} is not a gzip-compressed JSON document: {err}") from err
+
+
+def _read(data: bytes, where: str) -> StoredIndex:
+    doc = _document(data, where)
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         schema = doc.get("schema") if isinstance(doc, dict) else None
         raise TrackIndexError(f"{where} is of schema {schema!r}; this classcap reads {SCHEMA!r} only.")
@@ -319,10 +323,7 @@ def hide(data: bytes, hidden: dict[int, str], margin: int, tracks=None) -> bytes
 def _hide(data: bytes, hidden: dict[int, str], margin: int, tracks) -> bytes:
     import orjson
 
-    try:
-        doc = orjson.loads(gzip.decompress(data))
-    except (OSError, EOFError, ValueError) as err:
-        raise TrackIndexError(f"the track index is not a gzip-compressed JSON document: {err}") from err
+    doc = _document(data, "the track index")
     if tracks is None:
         tracks = [t for t in from_bytes(data).tracks if t.track_id in hidden]
     frames = doc["frames"]
